@@ -1,0 +1,34 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Both set up what they need (a venv with the project installed, the Kafka jars)
+# and are safe to run again.
+
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint setup clean
+
+setup: $(STAMP)
+
+# Reinstall only when the dependencies changed.
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing the project and its test tools into $(VENV)"
+	@$(VENV)/bin/pip install --disable-pip-version-check --progress-bar on -q --upgrade pip
+	@$(VENV)/bin/pip install --disable-pip-version-check --progress-bar on -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/meter demo $(ARGS)
+
+# pytest exits 5 when it collected nothing: that is a failure here, said out loud.
+test: $(STAMP)
+	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "FAILED: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy meter deploy schemas streams sinks alerting
+
+clean:
+	rm -rf $(VENV) .meter .pytest_cache .mypy_cache .ruff_cache

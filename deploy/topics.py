@@ -1,0 +1,91 @@
+"""The topic definitions of ``deploy/topics.toml`` and their idempotent creation."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from meter.errors import UserError
+from meter.settings import Settings
+
+TOPICS_FILE = Path(__file__).resolve().parent / "topics.toml"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # the DESIGN.md name, without the settings' topic_prefix
+    partitions: int
+    replication: int
+    cleanup_policy: str
+    retention_ms: int
+
+    @property
+    def config(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+
+
+def topic_specs(settings: Settings, path: Path = TOPICS_FILE) -> list[TopicSpec]:
+    """Every topic, with the co-partitioned count and replication taken from settings."""
+    data = tomllib.loads(path.read_text())
+    specs = []
+    for name, spec in data["topics"].items():
+        partitions = spec["partitions"]
+        specs.append(TopicSpec(
+            name=name,
+            partitions=settings.kafka_partitions if partitions == "workspace" else int(partitions),
+            replication=settings.kafka_replication,
+            cleanup_policy=spec["cleanup_policy"],
+            retention_ms=int(spec["retention_ms"]),
+        ))
+    return specs
+
+
+def create_topics(
+    settings: Settings, progress: Callable[[str], None] = lambda _: None, timeout_s: float = 30.0
+) -> list[str]:
+    """Create every missing topic (under ``topic_prefix``); return the names it created.
+
+    Existing topics are left alone, but one whose partition count differs from the
+    definition is an error: co-partitioning (and so per-workspace order) depends on it.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise UserError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); "
+            "start it with `meter kafka start` or set METER_KAFKA_BOOTSTRAP."
+        ) from None
+    specs = topic_specs(settings)
+    for spec in specs:
+        real = settings.topic(spec.name)
+        if real in existing and len(existing[real].partitions) != spec.partitions:
+            raise UserError(
+                f"topic {real} has {len(existing[real].partitions)} partitions, the definition "
+                f"says {spec.partitions}; co-partitioned topics must agree. Recreate it or set "
+                "METER_KAFKA_PARTITIONS to match."
+            )
+    missing = [
+        NewTopic(settings.topic(s.name), num_partitions=s.partitions,
+                 replication_factor=s.replication, config=s.config)
+        for s in specs if settings.topic(s.name) not in existing
+    ]
+    if not missing:
+        progress("every topic exists")
+        return []
+    created = []
+    for topic, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won
+                raise UserError(f"could not create topic {topic}: {exc.args[0].str()}") from None
+        else:
+            created.append(topic)
+            progress(f"created {topic}")
+    return created

@@ -1,0 +1,35 @@
+"""The ``meter`` console script: one Typer app, each area registering its commands.
+
+Heavy imports (Faust, confluent-kafka, chDB) happen inside the commands, so
+``meter --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from meter.commands import alerts, demo, events, infra, replay, sink, streams
+from meter.errors import UserError
+from meter.settings import SettingsError
+
+app = typer.Typer(
+    name="meter",
+    help="Usage metering and quotas for the workspace platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for area in (infra, events, replay, streams, alerts, sink, demo):
+    area.register(app)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear line and exit 2, never a traceback."""
+    try:
+        app()
+    except (UserError, SettingsError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)

@@ -1,0 +1,125 @@
+"""Every setting of every process, in one typed place (env prefix ``METER_``).
+
+``Settings()`` reads the environment (and a ``.env`` file in the working directory);
+a wrong value fails with the setting's environment name and what is wrong, see
+``load_settings``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StalePolicy(str, Enum):
+    """What hard quotas answer when the check API's view is too old."""
+
+    FAIL_OPEN = "fail_open"
+    FAIL_CLOSED = "fail_closed"
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="METER_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # Where everything local lives: Kafka data and logs, chDB store, Faust state.
+    data_dir: Path = Field(default=Path(".meter"), description="local state directory")
+
+    cache_dir: Path | None = Field(
+        default=None, description="download cache (Kafka jars); default <repo>/.cache"
+    )
+
+    # Kafka
+    kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="bootstrap servers")
+    kafka_partitions: int = Field(default=4, ge=1, description="partitions of co-partitioned topics")
+    kafka_replication: int = Field(default=1, ge=1)
+    kafka_version: str = Field(default="4.4.0", description="Apache Kafka version for deploy/")
+    kafka_controller_port: int = Field(default=0, ge=0, le=65535,
+                                       description="0: broker port + 1")
+    kafka_heap: str = Field(default="512m")
+    topic_prefix: str = Field(
+        default="", description="prepended to every topic name (isolated test or staging runs)"
+    )
+
+    # ClickHouse: a server URL, or embedded chDB at chdb_path (default data_dir/chdb)
+    clickhouse_url: str | None = Field(default=None, description="e.g. http://user:pw@host:8123/db")
+    chdb_path: Path | None = None
+    clickhouse_database: str = "meter"
+
+    # Services
+    worker_id: str = "meter-worker"
+    worker_web_port: int = Field(default=6066, ge=0, le=65535)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=7070, ge=0, le=65535)
+    api_token: SecretStr | None = Field(default=None, description="bearer token for the check API")
+    api_stale_after_s: float = Field(default=30.0, gt=0)
+    api_stale_policy: StalePolicy = StalePolicy.FAIL_OPEN
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8080, ge=0, le=65535)
+    sink_host: str = "127.0.0.1"
+    sink_port: int = Field(default=7071, ge=0, le=65535, description="sink read API and metrics")
+    alerts_metrics_port: int = Field(default=7072, ge=0, le=65535)
+
+    # Alerting
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "meter@localhost"
+    delivery_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts allowed over http and on private/loopback addresses (S13)",
+    )
+    delivery_timeout_s: float = Field(default=5.0, gt=0)
+    delivery_max_attempts: int = Field(default=5, ge=1)
+
+    # Storage pruning target (fraction of the limit to prune down to)
+    prune_target_ratio: float = Field(default=0.9, gt=0, le=1)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @property
+    def chdb_data_path(self) -> Path:
+        return self.chdb_path if self.chdb_path is not None else self.data_dir / "chdb"
+
+    def topic(self, name: str) -> str:
+        """The real name of a DESIGN.md topic (``usage.tokens``) under ``topic_prefix``."""
+        return self.topic_prefix + name
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; raises ``SettingsError`` naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "METER_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

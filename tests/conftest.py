@@ -1,0 +1,88 @@
+"""Shared fixtures: a real Kafka broker (session), isolated topics, a chDB store path.
+
+The broker is started by ``deploy.kafka_local`` on a free port in a temp dir and
+stopped at the end of the session, unless ``METER_KAFKA_BOOTSTRAP`` points at a
+running one (then it is used as it is).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meter.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+ACCEPTANCE_DIR = (REPO / ".." / "shared" / "acceptance").resolve()
+
+
+def _free_port_pair() -> int:
+    """A port p with p+1 free too (broker and controller listeners)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real broker for the whole session."""
+    external = os.environ.get("METER_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    from deploy import kafka_local
+
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("kafka-home"),
+        kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
+        kafka_partitions=2,
+    )
+    kafka_local.start(settings)
+    try:
+        yield settings.kafka_bootstrap
+    finally:
+        kafka_local.stop(settings, grace_s=20)
+
+
+@pytest.fixture
+def meter_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings on the session broker with a unique topic prefix whose topics all exist."""
+    from deploy.topics import create_topics
+
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_partitions=2,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        chdb_path=tmp_path / "chdb",
+    )
+    create_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def chdb_path(tmp_path: Path) -> Path:
+    """A fresh directory for an embedded chDB store."""
+    path = tmp_path / "chdb"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def acceptance_dir() -> Path:
+    if not ACCEPTANCE_DIR.is_dir():
+        pytest.fail(f"the shared acceptance cases are missing at {ACCEPTANCE_DIR}")
+    return ACCEPTANCE_DIR
