@@ -83,9 +83,6 @@ class Settings(BaseSettings):
     delivery_timeout_s: float = Field(default=5.0, gt=0)
     delivery_max_attempts: int = Field(default=5, ge=1)
 
-    # Storage pruning target (fraction of the limit to prune down to)
-    prune_target_ratio: float = Field(default=0.9, gt=0, le=1)
-
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_has_port(cls, value: str) -> str:

@@ -1,0 +1,162 @@
+"""The Faust app: one agent over the raw usage and control topics, one table of workspaces.
+
+Thin on purpose: it feeds batches to ``BatchProcessor`` (decode, fence, core) and
+performs what it returns, in the order that keeps at-least-once delivery exact:
+outputs acknowledged by the broker, then one table write per changed workspace,
+then Faust acks the offsets (``take_events`` acks after the loop body).
+
+Every input topic is keyed by ``workspace_id`` and has the same partition count, so
+partition p of every topic, and of the table's changelog, belongs to one worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from typing import Any
+
+import faust
+from faust.streams import _current_event  # see _write_entry
+from faust.types import EventT
+
+from meter.settings import Settings
+from schemas.codec import encode_record
+from schemas.events import RAW_USAGE_TOPICS
+from streams.metrics import WorkerMetrics
+from streams.processor import BatchProcessor, RawMessage
+from streams.state_view import HEARTBEAT_KEY_PREFIX, heartbeat_record
+
+log = logging.getLogger("meter.worker")
+
+INPUT_TOPICS = (*RAW_USAGE_TOPICS, "quota.plans", "quota.topups")
+BATCH_MAX = 2000
+BATCH_WITHIN_S = 0.2
+HEARTBEAT_INTERVAL_S = 5.0
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app wired to ``settings``; ``app.main()`` or ``app.worker`` runs it."""
+    app_id = settings.topic_prefix + settings.worker_id
+    datadir = (settings.data_dir / "faust").resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="rocksdb://",
+        datadir=str(datadir),
+        topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=settings.kafka_replication,
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
+        web_in_thread=False,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=BATCH_MAX * 2,
+        table_standby_replicas=0,
+        # Our own topics exist (deploy/topics.toml); Faust may create its changelog only.
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        # Keys are workspace ids and values our own bytes (Avro or table entries).
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    inputs = app.topic(*(settings.topic(t) for t in INPUT_TOPICS),
+                       key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+    workspaces = app.Table("workspaces", key_type=bytes, value_type=bytes,
+                           partitions=settings.kafka_partitions, default=None)
+    metrics = WorkerMetrics()
+
+    def load(key: bytes) -> bytes | None:
+        value: bytes | None = workspaces.get(key)
+        return value
+
+    processor = BatchProcessor(load, topic_prefix=settings.topic_prefix, metrics=metrics)
+    state: dict[str, Any] = {"ready": False}
+
+    @app.agent(inputs)
+    async def meter(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
+            by_msg = {}
+            raw = []
+            for ev in events:
+                m = ev.message
+                msg = RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
+                raw.append(msg)
+                by_msg[id(msg)] = ev
+            result = processor.process(raw)
+            # 1. outputs, acknowledged by the broker
+            futures = [
+                await app.producer.send(settings.topic(out.topic), out.key, out.value,
+                                        partition=None, timestamp=None, headers=None)
+                for out in result.outputs
+            ]
+            if futures:
+                await asyncio.gather(*futures)
+            # 2. one table write per changed workspace
+            for key, (value, last) in result.writes.items():
+                _write_entry(workspaces, key, value, by_msg[id(last)])
+            metrics.batches += 1
+            # 3. take_events acks the batch after this body
+
+    heartbeat_topic = settings.topic("quota.state")
+    heartbeat_key = HEARTBEAT_KEY_PREFIX + app_id.encode()
+    heartbeats = {"seq": 0}
+
+    @app.timer(interval=HEARTBEAT_INTERVAL_S)
+    async def heartbeat() -> None:
+        # The check API measures staleness from the newest record or heartbeat it saw.
+        heartbeats["seq"] += 1
+        record = heartbeat_record(app_id, heartbeats["seq"], int(time.time() * 1000))
+        await app.producer.send(heartbeat_topic, heartbeat_key,
+                                encode_record("quota.state", record),
+                                partition=None, timestamp=None, headers=None)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
+        mine = sorted({tp.partition for tp in assigned if tp.topic in inputs.topics})
+        log.info("worker %s owns partitions %s of %d input topics", app.conf.id, mine,
+                 len(INPUT_TOPICS))
+        state["ready"] = True
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        processor.drop_partitions({tp.partition for tp in revoked})
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.text(metrics.render(), content_type="text/plain")
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = bool(state["ready"]) and not app.rebalancing
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    app.meter_metrics = metrics  # type: ignore[attr-defined]
+    return app
+
+
+def _write_entry(table: faust.Table, key: bytes, value: bytes, event: EventT) -> None:
+    """Write one workspace's entry as if from inside the iteration of its last event.
+
+    Faust's table (changelog partition) and its RocksDB store (local partition) both
+    take the partition from the *current event*; inside a ``take_events`` batch that is
+    whichever event came last, possibly another partition's. Setting the current event
+    to this workspace's own last message makes both use the workspace's partition.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        table[key] = value
+    finally:
+        with contextlib.suppress(ValueError):
+            _current_event.reset(token)

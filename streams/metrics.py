@@ -1,0 +1,45 @@
+"""The worker's counters, rendered in the Prometheus text format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class WorkerMetrics:
+    processed: int = 0  # events applied to the core (duplicates and late included)
+    deduplicated: int = 0  # S6 repeats dropped by the core
+    redelivered: int = 0  # at-least-once redeliveries skipped by the offset fence
+    dead_lettered: int = 0  # sent to usage.deadletter (invalid or cycle_closed)
+    late: int = 0  # S4 cycle_closed
+    crossings: int = 0  # threshold crossings emitted
+    aggregate_rows: int = 0  # usage.aggregates rows emitted
+    batches: int = 0
+    # topic partition -> consumer lag (high watermark - committed), refreshed by the app
+    lag: dict[str, int] = field(default_factory=dict)
+
+    _HELP = {
+        "processed": "Events applied to the metering core",
+        "deduplicated": "Duplicate events dropped (S6)",
+        "redelivered": "Redelivered offsets skipped by the offset fence",
+        "dead_lettered": "Events sent to usage.deadletter",
+        "late": "Events for a closed cycle (S4)",
+        "crossings": "Threshold crossings emitted",
+        "aggregate_rows": "usage.aggregates rows emitted",
+        "batches": "Batches processed",
+    }
+
+    def render(self, prefix: str = "meter_worker") -> str:
+        lines = []
+        for f in fields(self):
+            if f.name == "lag":
+                continue
+            name = f"{prefix}_{f.name}_total"
+            lines += [f"# HELP {name} {self._HELP[f.name]}", f"# TYPE {name} counter",
+                      f"{name} {getattr(self, f.name)}"]
+        lines += [f"# HELP {prefix}_consumer_lag Records behind the end, per topic partition",
+                  f"# TYPE {prefix}_consumer_lag gauge"]
+        for tp, lag in sorted(self.lag.items()):
+            topic, _, partition = tp.rpartition(":")
+            lines.append(f'{prefix}_consumer_lag{{topic="{topic}",partition="{partition}"}} {lag}')
+        return "\n".join(lines) + "\n"

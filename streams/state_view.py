@@ -1,0 +1,138 @@
+"""An in-memory view of the compacted ``quota.state`` topic, kept current by a thread.
+
+The check API answers from this view alone, so it scales out (every replica reads
+the whole topic) and keeps answering while the workers rebalance. Staleness is
+measured from the newest record or worker heartbeat seen, not from one
+workspace's ``as_of``: an idle workspace is not stale.
+
+Heartbeats are ``quota.state`` records with an empty ``workspace_id`` (which no
+valid event can carry) and the worker's id in ``plan``, keyed
+``HEARTBEAT_KEY_PREFIX + worker id``; workers send one every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from meter.settings import Settings
+from schemas.codec import decode_record
+
+log = logging.getLogger("meter.api.view")
+
+HEARTBEAT_KEY_PREFIX = b"\x00heartbeat/"
+
+
+def heartbeat_record(worker_id: str, seq: int, now_ms: int) -> dict[str, Any]:
+    """The ``quota.state`` record a worker sends to say it is alive."""
+    return {
+        "workspace_id": "", "version": seq, "as_of": now_ms, "event_time": now_ms,
+        "plan": worker_id, "cycle_anchor": None, "timezone": "UTC", "cycle_start": 0,
+        "cycle_ends_at": 0, "machine_ids": [], "quotas": [], "api_minute": None,
+    }
+
+
+class QuotaStateView:
+    """Latest ``quota.state`` record per workspace, read from the beginning of the topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._records: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._caught_up = threading.Event()
+        self.newest_seen_ms = 0  # newest as_of of any record or heartbeat
+        self.records_read = 0
+        self._thread = threading.Thread(target=self._run, name="quota-state-view", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def ready(self) -> bool:
+        """True once the view has read up to the end the topic had when it started."""
+        return self._caught_up.is_set()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._caught_up.wait(timeout_s)
+
+    def get(self, workspace_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._records.get(workspace_id)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Fold one ``quota.state`` message into the view (tests call it directly)."""
+        if value is None:  # tombstone: the workspace was deleted
+            if key and not key.startswith(HEARTBEAT_KEY_PREFIX):
+                with self._lock:
+                    self._records.pop(key.decode(errors="replace"), None)
+            return
+        try:
+            _, record = decode_record(value)
+        except Exception as exc:  # a record we cannot read must not stop the view
+            log.warning("skipping an unreadable quota.state record: %s", exc)
+            return
+        self.records_read += 1
+        self.newest_seen_ms = max(self.newest_seen_ms, int(record["as_of"]))
+        workspace = record["workspace_id"]
+        if not workspace:  # heartbeat
+            return
+        with self._lock:
+            held = self._records.get(workspace)
+            if held is None or int(held["version"]) <= int(record["version"]):
+                self._records[workspace] = record
+
+    def _run(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        topic = self._settings.topic("quota.state")
+        consumer = Consumer({
+            "bootstrap.servers": self._settings.kafka_bootstrap,
+            "group.id": "meter-api-view",  # never committed: every replica reads everything
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+        })
+        try:
+            metadata = None
+            while metadata is None and not self._stop.is_set():
+                try:
+                    metadata = consumer.list_topics(topic, timeout=5).topics[topic]
+                    if metadata.error is not None:
+                        raise RuntimeError(str(metadata.error))
+                except Exception as exc:
+                    log.warning("waiting for topic %s: %s", topic, exc)
+                    metadata = None
+                    time.sleep(1)
+            if metadata is None:
+                return
+            partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+            ends = {}
+            for tp in partitions:
+                _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                ends[tp.partition] = high
+            consumer.assign(partitions)
+            pending = {p for p, high in ends.items() if high > 0}
+            if not pending:
+                self._caught_up.set()
+            while not self._stop.is_set():
+                for msg in consumer.consume(num_messages=1000, timeout=0.2):
+                    if msg.error() is not None:
+                        continue
+                    self.apply(msg.key(), msg.value())
+                    p = msg.partition()
+                    if p in pending and msg.offset() + 1 >= ends[p]:
+                        pending.discard(p)
+                        if not pending:
+                            self._caught_up.set()
+        finally:
+            consumer.close()

@@ -1,0 +1,221 @@
+"""Running real workers and reading real topics, for the streams integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from meter.settings import Settings
+from schemas.codec import decode_record, encode_event, topic_of
+from schemas.jsonl import parse_line
+from schemas.validation import InvalidEvent
+from streams.app import INPUT_TOPICS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "METER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "METER_TOPIC_PREFIX": settings.topic_prefix,
+        "METER_KAFKA_PARTITIONS": str(settings.kafka_partitions),
+        "METER_DATA_DIR": str(settings.data_dir),
+        "METER_WORKER_WEB_PORT": str(web_port),
+    })
+    return env
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, log: Path, data_dir: Path | None = None
+                   ) -> Iterator[subprocess.Popen[bytes]]:
+    """A `meter worker` subprocess; stopped with SIGTERM (or already killed) on exit."""
+    env = worker_env(settings, free_port())
+    if data_dir is not None:
+        env["METER_DATA_DIR"] = str(data_dir)
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "meter.cli_entry", "worker"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def publish_lines(settings: Settings, lines: Iterable[bytes]) -> int:
+    """Publish the valid lines as Avro on their topics; raw garbage goes where asked.
+
+    Returns how many records were produced.
+    """
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "partitioner": "murmur2_random", "enable.idempotence": True,
+                         "linger.ms": 5})
+    n = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            event = parse_line(line, now_ms=None)
+        except InvalidEvent:
+            continue
+        producer.produce(settings.topic(topic_of(event)), key=event.workspace_id.encode(),
+                         value=encode_event(event))
+        n += 1
+        if n % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    return n
+
+
+def produce_raw(settings: Settings, base_topic: str, key: bytes, value: bytes) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "partitioner": "murmur2_random"})
+    producer.produce(settings.topic(base_topic), key=key, value=value)
+    assert producer.flush(10) == 0
+
+
+def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "probe"})
+    ends = {}
+    for base in topics:
+        topic = settings.topic(base)
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        for p in meta.partitions:
+            ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                             timeout=10)[1]
+    consumer.close()
+    return ends
+
+
+def committed(settings: Settings, group: str, keys: Iterable[tuple[str, int]]
+              ) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    tps = consumer.committed([TopicPartition(t, p) for t, p in keys], timeout=10)
+    consumer.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in tps}
+
+
+def wait_caught_up(settings: Settings, timeout_s: float = 180.0,
+                   proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until the worker group's committed offsets reach the end of every input topic."""
+    group = settings.topic_prefix + settings.worker_id
+    ends = end_offsets(settings, INPUT_TOPICS)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the worker exited with {proc.returncode}")
+        done = committed(settings, group, ends)
+        if all(done.get(k, -1) >= end for k, end in ends.items() if end > 0):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"worker did not catch up in {timeout_s} s: {done} vs {ends}")
+
+
+def read_topic(settings: Settings, base_topic: str, timeout_s: float = 10.0
+               ) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """Every record of a topic from the beginning, decoded: [(key, record)]."""
+    topic = settings.topic(base_topic)
+    ends = end_offsets(settings, [base_topic])
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"reader-{time.monotonic_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(t, p, 0) for (t, p) in ends])
+    out: list[tuple[bytes | None, dict[str, Any]]] = []
+    remaining = {k for k, end in ends.items() if end > 0}
+    deadline = time.monotonic() + timeout_s
+    while remaining and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, 0.5):
+            if msg.error() is not None:
+                continue
+            if msg.value() is not None:
+                out.append((msg.key(), decode_record(msg.value())[1]))
+            if msg.offset() + 1 >= ends[(topic, msg.partition())]:
+                remaining.discard((topic, msg.partition()))
+    consumer.close()
+    assert not remaining, f"could not read {topic} to its end"
+    return out
+
+
+def latest_aggregates(rows: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], int | None]:
+    """(workspace, cycle_start, dimension, key, metric) -> value of the highest version."""
+    best: dict[tuple[Any, ...], tuple[int, int | None]] = {}
+    for r in rows:
+        k = (r["workspace_id"], r["cycle_start"], r["dimension"], r["key"], r["metric"])
+        if k not in best or best[k][0] <= r["version"]:
+            best[k] = (r["version"], r["value"])
+    return {k: v for k, (_, v) in best.items()}
+
+
+def parse_utc(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def flatten_usage(usage: dict[str, Any]) -> dict[tuple[Any, ...], int | None]:
+    """usage.json -> the same keys as ``latest_aggregates`` (zero-only entries kept)."""
+    flat: dict[tuple[Any, ...], int | None] = {}
+    sections = (("machines", "machine"), ("members", "member"), ("skills", "skill"))
+    for ws, body in usage["workspaces"].items():
+        for start_text, cycle in body["cycles"].items():
+            start = parse_utc(start_text)
+            for metric, value in cycle["totals"].items():
+                flat[(ws, start, "totals", "", metric)] = value
+            for quota, limit in cycle["limits"].items():
+                flat[(ws, start, "limits", "", quota)] = limit
+            for section, dim in sections:
+                for key, metrics in cycle[section].items():
+                    for metric, value in metrics.items():
+                        flat[(ws, start, dim, key, metric)] = value
+            for provider, p in cycle["providers"].items():
+                for metric in ("input_tokens", "output_tokens"):
+                    flat[(ws, start, "provider", provider, metric)] = p[metric]
+                for model, m in p["models"].items():
+                    for metric in ("input_tokens", "output_tokens"):
+                        flat[(ws, start, "model", f"{provider}/{model}", metric)] = m[metric]
+    return flat
+
+
+def differences(stream: dict[tuple[Any, ...], int | None],
+                replay: dict[tuple[Any, ...], int | None]) -> list[str]:
+    """Every key whose value differs; a missing number counts as 0, a missing limit as null."""
+    out = []
+    for key in sorted(set(stream) | set(replay), key=repr):
+        default = None if key[2] == "limits" else 0
+        a, b = stream.get(key, default), replay.get(key, default)
+        if a != b:
+            out.append(f"{key}: stream {a} != replay {b}")
+    return out
+
+
+def replay_lines(lines: list[bytes]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``meter replay``'s own code path over the lines: (usage.json object, crossings)."""
+    from streams.core.replay import Replay
+
+    crossings: list[dict[str, Any]] = []
+    replay = Replay(now_ms=None, on_crossing=lambda c: crossings.append(c.to_record()),
+                    on_deadletter=lambda _: None)
+    replay.feed(lines)
+    return replay.finish(), crossings
