@@ -1,0 +1,768 @@
+"""``WorkspaceMeter``: one workspace's whole metering state and the fold over its events.
+
+This is the processor the Faust worker, the replay and the tests drive:
+
+    meter = WorkspaceMeter("w1")
+    outcome = meter.apply(event)          # counted / duplicate / rejected + crossings
+    meter.take_changed_rows(now_ms)       # usage.aggregates rows of changed keys
+    meter.quota_state_record(now_ms)      # the quota.state record
+    blob = meter.to_bytes(); WorkspaceMeter.from_bytes(blob)   # the table value
+
+What it holds (and why memory is bounded): the current and the previous cycle only
+(S4: older cycles no longer accept events), the running gauges (registered machine
+ids, three storage categories), the two latest API minutes (S7), the S6 id windows
+(24 h of event time per type, see ``dedup``), top-up ids of the open cycles, and
+the timeline segments still needed for those cycles. A cycle leaving the open
+window is handed to ``on_cycle_closed`` (the replay collects them for usage.json;
+the stream has already emitted its rows) and forgotten.
+
+Hot path: an event inside the current cycle compares two ints to find its cycle,
+does one dict lookup for S6, updates ints in place and compares usage with
+``fire_at`` (the usage at which the next threshold fires); nothing is allocated for
+an event that crosses nothing (the outcome is a shared constant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+import orjson
+
+from schemas.events import (
+    QUOTAS,
+    STORAGE_CATEGORIES,
+    AlertSettingsEvent,
+    ApiEvent,
+    CommandEvent,
+    Event,
+    MachineEvent,
+    PlanEvent,
+    ScheduleRunEvent,
+    SkillEvent,
+    StorageEvent,
+    TokensEvent,
+    TopupEvent,
+)
+from streams.core.cycles import DEFAULT_SCHEDULE, CycleBounds, Schedule, Timeline
+from streams.core.dedup import CycleIds, IdWindow
+from streams.core.enforcement import decide
+from streams.core.quotas import (
+    NO_PLAN,
+    Q_AI_TOKENS,
+    Q_API_CYCLE,
+    Q_API_MINUTE,
+    Q_MACHINES,
+    Q_SCHEDULE_RUNS,
+    Q_STORAGE,
+    QUOTA_INDEX,
+    PlanTerms,
+    PruneRequest,
+    ThresholdCrossing,
+    prune_request,
+)
+from streams.core.timefmt import MINUTE_MS, utc_text
+from streams.core.usage import LIMITS, TOTALS, CycleUsage, plan_from_state, plan_to_state
+
+STATE_FORMAT: Final = 1
+ALL_QUOTAS: Final = (0, 1, 2, 3, 4, 5)
+_CATEGORY: Final = {name: i for i, name in enumerate(STORAGE_CATEGORIES)}
+# S6 id windows, one per type (top-ups use CycleIds instead).
+_W_TOKENS, _W_COMMAND, _W_SCHEDULE, _W_SKILL, _W_STORAGE, _W_API, _W_MACHINE, _W_PLAN, _W_ALERT = (
+    range(9)
+)
+WINDOW_TYPES: Final = (
+    "tokens", "command", "schedule_run", "skill", "storage", "api", "machine", "plan",
+    "alert_settings",
+)
+
+
+class Outcome(NamedTuple):
+    """What applying one event did."""
+
+    status: str  # "counted" | "duplicate" | "rejected"
+    reason: str | None  # S12 code when rejected (cycle_closed)
+    detail: str | None
+    crossings: tuple[ThresholdCrossing, ...]
+    prune_requests: tuple[PruneRequest, ...]
+
+    @property
+    def counted(self) -> bool:
+        return self.status == "counted"
+
+
+COUNTED: Final = Outcome("counted", None, None, (), ())
+DUPLICATE: Final = Outcome("duplicate", None, None, (), ())
+
+CycleListener = Callable[[str, CycleUsage], None]
+
+
+def _closed(t: int, prev_start: int) -> Outcome:
+    return Outcome(
+        "rejected", "cycle_closed",
+        f"occurred_at {utc_text(t)} is in a closed cycle (the previous cycle started "
+        f"{utc_text(prev_start)}; S4)", (), (),
+    )
+
+
+class WorkspaceMeter:
+    """All metering state of one workspace (see the module docstring)."""
+
+    __slots__ = (
+        "_full_eval", "carry_machines", "carry_storage", "count_new", "count_old", "cur",
+        "machine_ids", "minute_new", "minute_old", "on_cycle_closed", "pending_rows", "plan",
+        "prev", "prev_start", "storage", "storage_total", "timeline", "topup_ids",
+        "track_changes", "version", "windows", "workspace_id",
+    )
+
+    def __init__(
+        self,
+        workspace_id: str,
+        *,
+        track_changes: bool = True,
+        on_cycle_closed: CycleListener | None = None,
+    ) -> None:
+        self.workspace_id = workspace_id
+        self.track_changes = track_changes  # usage.aggregates bookkeeping (off in replay)
+        self.on_cycle_closed = on_cycle_closed
+        self.timeline = Timeline()
+        self.plan: PlanTerms = NO_PLAN  # the plan in force (S3: when processed)
+        self.cur: CycleUsage | None = None  # S4: the latest cycle of any counted event
+        self.prev: CycleUsage | None = None  # the cycle before it, if anything counted there
+        self.prev_start = 0  # start of the schedule's cycle before the current one
+        # Gauges carried into the previous cycle when it has no record of its own (S7).
+        self.carry_machines = 0
+        self.carry_storage = 0
+        self.machine_ids: set[str] = set()  # S7: registered machines
+        self.storage = [0, 0, 0]  # S7: per category, never below 0
+        self.storage_total = 0
+        # S7: the workspace's latest two event-time minutes (minute index, count).
+        self.minute_old = -1
+        self.count_old = 0
+        self.minute_new = -1
+        self.count_new = 0
+        self.windows = [IdWindow() for _ in WINDOW_TYPES]
+        self.topup_ids = CycleIds()
+        self.version = 0  # usage.aggregates / quota.state version: only grows
+        self.pending_rows: list[dict[str, Any]] = []  # rows of cycles closed before a take
+        self._full_eval = False  # evaluate every quota at the end of this event (S9)
+
+    # ------------------------------------------------------------------ entry point
+
+    def apply(self, event: Event) -> Outcome:
+        """Fold one validated event into the state (S1: call in partition order)."""
+        return _HANDLERS[type(event)](self, event)
+
+    # ------------------------------------------------------------------ cycles (S2-S4)
+
+    def _enter(self, t: int) -> CycleUsage | None:
+        """The cycle record an event at ``t`` counts in, rolling over if it is newer (S4).
+
+        None: the cycle is closed (older than the previous one). Called only when
+        ``t`` is outside the current cycle (the hot path compares ms itself).
+        """
+        cur = self.cur
+        if cur is None:
+            self._open_first(self.timeline.cycle_of(t))
+            return self.cur
+        if t >= cur.end:
+            self._roll_to(self.timeline.cycle_of(t))
+            return self.cur
+        if t >= self.prev_start:
+            return self._previous()
+        return None
+
+    def _new_record(self, bounds: CycleBounds, machines: int, storage: int) -> CycleUsage:
+        record = CycleUsage(bounds.start, bounds.end, self.plan, machines, storage)
+        if self.track_changes:
+            record.dirty = set(record.entries())
+        return record
+
+    def _open_first(self, bounds: CycleBounds) -> None:
+        self.cur = self._new_record(bounds, len(self.machine_ids), self.storage_total)
+        self.prev_start = self.timeline.cycle_of(bounds.start - 1).start
+        self.carry_machines = len(self.machine_ids)
+        self.carry_storage = self.storage_total
+        self._full_eval = True  # S9: every quota at the first event of a new cycle
+
+    def _roll_to(self, bounds: CycleBounds) -> None:
+        """S4: the event's cycle becomes current; cycles before the previous one close."""
+        old_cur = self.cur
+        old_prev = self.prev
+        assert old_cur is not None
+        prev_start = self.timeline.cycle_of(bounds.start - 1).start
+        if old_prev is not None:
+            self._close(old_prev)
+        if old_cur.start == prev_start:
+            self.prev = old_cur
+        else:
+            self._close(old_cur)
+            self.prev = None
+        # Without a record of its own, the previous cycle shows the carried gauges (S7).
+        self.carry_machines = len(self.machine_ids)
+        self.carry_storage = self.storage_total
+        self.prev_start = prev_start
+        self.cur = self._new_record(bounds, len(self.machine_ids), self.storage_total)
+        self._full_eval = True
+        self.topup_ids.forget_before(prev_start)
+        self.timeline.forget_before(prev_start)
+
+    def _previous(self) -> CycleUsage:
+        """The previous cycle's record (created when a late event is its first, S4)."""
+        cur = self.cur
+        assert cur is not None
+        record = self.prev
+        if record is None:
+            record = self._new_record(
+                CycleBounds(self.prev_start, cur.start), self.carry_machines, self.carry_storage
+            )
+            self.prev = record
+            self._full_eval = True
+        elif record.plan is not self.plan and record.plan != self.plan:
+            # S3/S12: an event counts under the plan in force when it is processed.
+            record.plan = self.plan
+            if record.dirty is not None:
+                record.dirty.add(LIMITS)
+            self._full_eval = True
+        return record
+
+    def _close(self, record: CycleUsage) -> None:
+        if record.dirty:
+            self.pending_rows.extend(self._rows_of(record, record.dirty))
+            record.dirty = set()
+        if self.on_cycle_closed is not None:
+            self.on_cycle_closed(self.workspace_id, record)
+
+    # ------------------------------------------------------------------ quotas (S9)
+
+    def _used(self, c: CycleUsage, q: int, t: int) -> int:
+        if q == Q_AI_TOKENS:
+            return c.ai_tokens
+        if q == Q_SCHEDULE_RUNS:
+            return c.schedule_runs
+        if q == Q_API_CYCLE:
+            return c.api_requests
+        if q == Q_MACHINES:
+            return c.machines_gauge
+        if q == Q_STORAGE:
+            return c.storage_gauge
+        # S12: on plan, top-up and new-cycle evaluations, the count of the event's minute.
+        return self._minute_count(t // MINUTE_MS)
+
+    def _minute_count(self, minute: int) -> int:
+        if minute == self.minute_new:
+            return self.count_new
+        if minute == self.minute_old:
+            return self.count_old
+        return 0
+
+    def _evaluate(
+        self, c: CycleUsage, event: Event, quotas: tuple[int, ...],
+        minute_used: int | None = None, then: CycleUsage | None = None,
+    ) -> Outcome:
+        """Evaluate ``quotas`` in ``c`` (all of them when a new cycle or plan asks, S9),
+        then, for a gauge event in the previous cycle, the gauge quota in ``then``."""
+        out: list[ThresholdCrossing] = []
+        if self._full_eval:
+            self._full_eval = False
+            quotas = ALL_QUOTAS
+        t = event.occurred_at
+        for cycle in (c, then):
+            if cycle is None:
+                continue
+            arms = cycle.quotas
+            for q in quotas:  # QUOTAS order: S12's order of one event's crossings
+                if q == Q_API_MINUTE and minute_used is not None:
+                    used = minute_used
+                else:
+                    used = self._used(cycle, q, t)
+                arms.evaluate(q, used, cycle.limit(q), self.workspace_id, cycle.start,
+                              cycle.end, t, event.event_id, out)
+            quotas = tuple(q for q in quotas if q in (Q_MACHINES, Q_STORAGE))
+        if not out:
+            return COUNTED
+        prunes = tuple(
+            prune_request(x, self.storage[0]) for x in out
+            if x.quota == "storage_bytes" and x.threshold == 100
+        )
+        return Outcome("counted", None, None, tuple(out), prunes)
+
+    # ------------------------------------------------------------------ handlers
+
+    def _tokens(self, ev: TokensEvent) -> Outcome:
+        window = self.windows[_W_TOKENS]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        t = ev.occurred_at
+        c = self.cur
+        if c is None or not c.start <= t < c.end:
+            c = self._enter(t)
+            if c is None:
+                return _closed(t, self.prev_start)
+        window.remember(ev.event_id, t)
+        n = ev.input_tokens + ev.output_tokens
+        c.ai_tokens += n
+        member = c.by_member.get(ev.member_id)
+        if member is None:
+            member = c.by_member[ev.member_id] = [0, 0, 0, 0]
+        member[0] += n
+        if ev.surface == "chat":
+            member[1] += n
+        machine_id = ev.machine_id
+        if machine_id is not None:
+            machine = c.by_machine.get(machine_id)
+            if machine is None:
+                machine = c.by_machine[machine_id] = [0, 0]
+            machine[1] += n
+        skill_name = ev.skill
+        if skill_name is not None:
+            skill = c.by_skill.get(skill_name)
+            if skill is None:
+                skill = c.by_skill[skill_name] = [0, 0, 0]
+            skill[2] += n
+        provider_name = ev.provider
+        provider = c.by_provider.get(provider_name)
+        if provider is None:
+            provider = c.by_provider[provider_name] = [0, 0]
+            c.by_model[provider_name] = {}
+        provider[0] += ev.input_tokens
+        provider[1] += ev.output_tokens
+        models = c.by_model[provider_name]
+        model = models.get(ev.model)
+        if model is None:
+            model = models[ev.model] = [0, 0]
+        model[0] += ev.input_tokens
+        model[1] += ev.output_tokens
+        dirty = c.dirty
+        if dirty is not None:
+            dirty.add(TOTALS)
+            dirty.add(("member", ev.member_id))
+            dirty.add(("provider", provider_name))
+            dirty.add(("model", f"{provider_name}/{ev.model}"))
+            if machine_id is not None:
+                dirty.add(("machine", machine_id))
+            if skill_name is not None:
+                dirty.add(("skill", skill_name))
+        if c.ai_tokens >= c.quotas.fire_at[Q_AI_TOKENS] or self._full_eval:
+            return self._evaluate(c, ev, (Q_AI_TOKENS,))
+        return COUNTED
+
+    def _command(self, ev: CommandEvent) -> Outcome:
+        window = self.windows[_W_COMMAND]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        t = ev.occurred_at
+        c = self.cur
+        if c is None or not c.start <= t < c.end:
+            c = self._enter(t)
+            if c is None:
+                return _closed(t, self.prev_start)
+        window.remember(ev.event_id, t)
+        c.commands += 1
+        member = c.by_member.get(ev.member_id)
+        if member is None:
+            member = c.by_member[ev.member_id] = [0, 0, 0, 0]
+        member[3] += 1
+        machine = c.by_machine.get(ev.machine_id)
+        if machine is None:
+            machine = c.by_machine[ev.machine_id] = [0, 0]
+        machine[0] += 1
+        dirty = c.dirty
+        if dirty is not None:
+            dirty.add(TOTALS)
+            dirty.add(("member", ev.member_id))
+            dirty.add(("machine", ev.machine_id))
+        if self._full_eval:  # S12: a command evaluates nothing unless it opens a cycle
+            return self._evaluate(c, ev, ())
+        return COUNTED
+
+    def _schedule_run(self, ev: ScheduleRunEvent) -> Outcome:
+        window = self.windows[_W_SCHEDULE]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        t = ev.occurred_at
+        c = self.cur
+        if c is None or not c.start <= t < c.end:
+            c = self._enter(t)
+            if c is None:
+                return _closed(t, self.prev_start)
+        window.remember(ev.event_id, t)
+        c.schedule_runs += 1
+        member = c.by_member.get(ev.member_id)
+        if member is None:
+            member = c.by_member[ev.member_id] = [0, 0, 0, 0]
+        member[2] += 1
+        dirty = c.dirty
+        if dirty is not None:
+            dirty.add(TOTALS)
+            dirty.add(("member", ev.member_id))
+        if c.schedule_runs >= c.quotas.fire_at[Q_SCHEDULE_RUNS] or self._full_eval:
+            return self._evaluate(c, ev, (Q_SCHEDULE_RUNS,))
+        return COUNTED
+
+    def _skill(self, ev: SkillEvent) -> Outcome:
+        window = self.windows[_W_SKILL]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        t = ev.occurred_at
+        c = self.cur
+        if c is None or not c.start <= t < c.end:
+            c = self._enter(t)
+            if c is None:
+                return _closed(t, self.prev_start)
+        window.remember(ev.event_id, t)
+        c.skill_invocations += 1
+        skill = c.by_skill.get(ev.skill)
+        if skill is None:
+            skill = c.by_skill[ev.skill] = [0, 0, 0]
+        skill[0] += 1
+        if ev.cache_hit:
+            skill[1] += 1
+        dirty = c.dirty
+        if dirty is not None:
+            dirty.add(TOTALS)
+            dirty.add(("skill", ev.skill))
+        if self._full_eval:
+            return self._evaluate(c, ev, ())
+        return COUNTED
+
+    def _api(self, ev: ApiEvent) -> Outcome:
+        window = self.windows[_W_API]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        t = ev.occurred_at
+        c = self.cur
+        if c is None or not c.start <= t < c.end:
+            c = self._enter(t)
+            if c is None:
+                return _closed(t, self.prev_start)
+        window.remember(ev.event_id, t)
+        n = ev.requests
+        c.api_requests += n
+        # S7: per-minute counts for the latest two event-time minutes only.
+        minute = t // MINUTE_MS
+        count: int | None
+        if minute == self.minute_new:
+            count = self.count_new = self.count_new + n
+        elif minute > self.minute_new:
+            self.minute_old, self.count_old = self.minute_new, self.count_new
+            self.minute_new = minute
+            count = self.count_new = n
+        elif minute == self.minute_old:
+            count = self.count_old = self.count_old + n
+        elif minute > self.minute_old:  # between the two: it becomes the older one
+            self.minute_old = minute
+            count = self.count_old = n
+        else:
+            count = None  # older minutes count toward the cycle only
+        if count is not None and count > c.api_busiest_minute:
+            c.api_busiest_minute = count
+        if c.dirty is not None:
+            c.dirty.add(TOTALS)
+        fire_at = c.quotas.fire_at
+        if (
+            c.api_requests >= fire_at[Q_API_CYCLE]
+            or (count is not None and count >= fire_at[Q_API_MINUTE])
+            or self._full_eval
+        ):
+            # An older minute's usage is unknown (S7), so only the per-cycle quota moves.
+            quotas = (Q_API_CYCLE,) if count is None else (Q_API_MINUTE, Q_API_CYCLE)
+            return self._evaluate(c, ev, quotas, minute_used=count)
+        return COUNTED
+
+    def _gauge_cycle(self, t: int) -> tuple[CycleUsage | None, CycleUsage]:
+        """(the event's own open cycle or None if closed, the current cycle) for a gauge."""
+        c = self.cur
+        if c is not None and c.start <= t < c.end:
+            return c, c
+        own = self._enter(t)
+        cur = self.cur
+        assert cur is not None  # a closed cycle implies a current one
+        return own, cur
+
+    def _gauge_moved(
+        self, own: CycleUsage | None, cur: CycleUsage, ev: Event, q: int
+    ) -> Outcome:
+        """Show the running gauge in the current cycle (and in the event's own, if open)
+        and evaluate: in the event's cycle, and in the current cycle if that differs
+        (S4, S12: a late gauge event in a closed cycle is evaluated in the current one)."""
+        machines, storage = len(self.machine_ids), self.storage_total
+        for record in (own, cur):
+            if record is not None:
+                record.machines_gauge = machines
+                record.storage_gauge = storage
+                if record.dirty is not None:
+                    record.dirty.add(TOTALS)
+        if own is None:
+            return self._evaluate(cur, ev, (q,))
+        return self._evaluate(own, ev, (q,), then=None if own is cur else cur)
+
+    def _storage(self, ev: StorageEvent) -> Outcome:
+        window = self.windows[_W_STORAGE]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        own, cur = self._gauge_cycle(ev.occurred_at)
+        window.remember(ev.event_id, ev.occurred_at)
+        i = _CATEGORY[ev.category]
+        old = self.storage[i]
+        new = ev.total_bytes if ev.total_bytes is not None else max(0, old + (ev.delta_bytes or 0))
+        self.storage[i] = new
+        self.storage_total += new - old
+        return self._gauge_moved(own, cur, ev, Q_STORAGE)
+
+    def _machine(self, ev: MachineEvent) -> Outcome:
+        window = self.windows[_W_MACHINE]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        own, cur = self._gauge_cycle(ev.occurred_at)
+        window.remember(ev.event_id, ev.occurred_at)
+        # S7: registering a registered id or removing an unknown one changes nothing.
+        if ev.action == "registered":
+            self.machine_ids.add(ev.machine_id)
+        else:
+            self.machine_ids.discard(ev.machine_id)
+        return self._gauge_moved(own, cur, ev, Q_MACHINES)
+
+    def _plan(self, ev: PlanEvent) -> Outcome:
+        window = self.windows[_W_PLAN]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        t = ev.occurred_at
+        terms = PlanTerms(ev.plan, ev.limits, ev.cycle_anchor, ev.timezone or "UTC")
+        schedule = Schedule(ev.cycle_anchor, terms.timezone)
+        if self.cur is None:
+            # S12: a first plan before anything counted applies at once; its anchor
+            # cuts the cycles from the start.
+            self.timeline = Timeline(schedule)
+            self.plan = terms
+            c = self._enter(t)
+            assert c is not None
+        else:
+            found = self._enter(t) if not self.cur.start <= t < self.cur.end else self.cur
+            if found is None:
+                return _closed(t, self.prev_start)
+            c = found
+            cur = self.cur
+            # S3: a new anchor/timezone applies from the end of the plan event's cycle.
+            # A late plan (previous cycle) never re-cuts the open current cycle: it
+            # applies from the current cycle's end (a documented departure).
+            self.timeline.change_at(max(c.end, cur.end), schedule)
+            self.plan = terms
+            for record in (c, cur):
+                record.plan = terms  # S12: name and limits apply at once
+                if record.dirty is not None:
+                    record.dirty.add(LIMITS)
+                    record.dirty.add(TOTALS)
+        window.remember(ev.event_id, t)
+        self._full_eval = True  # S9: every quota after a plan change
+        other = self.cur if self.cur is not c else None
+        outcome = self._evaluate(c, ev, ALL_QUOTAS)
+        if other is not None:
+            self._full_eval = True
+            more = self._evaluate(other, ev, ALL_QUOTAS)
+            if more.crossings:
+                outcome = Outcome(
+                    "counted", None, None, outcome.crossings + more.crossings,
+                    outcome.prune_requests + more.prune_requests,
+                )
+        return outcome
+
+    def _topup(self, ev: TopupEvent) -> Outcome:
+        if self.topup_ids.seen(ev.event_id):
+            return DUPLICATE  # S6: top-up ids are remembered while their cycle is open
+        t = ev.occurred_at
+        c = self.cur
+        if c is None or not c.start <= t < c.end:
+            c = self._enter(t)
+            if c is None:
+                return _closed(t, self.prev_start)
+        self.topup_ids.remember(ev.event_id, c.start)
+        q = QUOTA_INDEX[ev.quota]
+        c.topups[q] += ev.amount  # S8 (on a null limit it has no effect: effective_limit)
+        if c.dirty is not None:
+            c.dirty.add(LIMITS)
+        return self._evaluate(c, ev, (q,))
+
+    def _alert_settings(self, ev: AlertSettingsEvent) -> Outcome:
+        window = self.windows[_W_ALERT]
+        if window.seen(ev.event_id):
+            return DUPLICATE
+        t = ev.occurred_at
+        c = self.cur
+        if c is None or not c.start <= t < c.end:
+            c = self._enter(t)
+            if c is None:
+                return _closed(t, self.prev_start)
+        window.remember(ev.event_id, t)
+        if self._full_eval:
+            return self._evaluate(c, ev, ())
+        return COUNTED
+
+    # ------------------------------------------------------------------ outputs
+
+    def open_cycles(self) -> list[CycleUsage]:
+        """The open cycles, oldest first (the replay reads them out at the end)."""
+        return [r for r in (self.prev, self.cur) if r is not None]
+
+    @property
+    def event_time(self) -> int | None:
+        """The latest occurred_at counted (for quota.state)."""
+        latest = max(w.latest for w in self.windows)
+        return latest if latest > -(2**62) else None
+
+    def mark_all_dirty(self) -> None:
+        """After recovery: every key of the open cycles goes out again (State and exactness)."""
+        self.track_changes = True
+        for record in self.open_cycles():
+            record.dirty = set(record.entries())
+        self.version += 1
+
+    def _rows_of(self, record: CycleUsage, entries: set[tuple[str, str]]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for entry in sorted(entries):
+            for metric, value in record.entry_values(entry):
+                rows.append({
+                    "workspace_id": self.workspace_id,
+                    "cycle_start": record.start,
+                    "cycle_ends_at": record.end,
+                    "plan": record.plan.name,
+                    "dimension": entry[0],
+                    "key": entry[1],
+                    "metric": metric,
+                    "value": value,
+                })
+        return rows
+
+    def take_changed_rows(self, emitted_at_ms: int) -> list[dict[str, Any]]:
+        """usage.aggregates rows for every key changed since the last call.
+
+        All rows of one call share a version one higher than any before, so the sink
+        keeps the latest and writing a row twice is harmless.
+        """
+        rows = self.pending_rows
+        self.pending_rows = []
+        for record in self.open_cycles():
+            if record.dirty:
+                rows.extend(self._rows_of(record, record.dirty))
+                record.dirty = set()
+            elif record.dirty is None and self.track_changes:
+                record.dirty = set()
+        if rows:
+            self.version += 1
+            for row in rows:
+                row["version"] = self.version
+                row["emitted_at"] = emitted_at_ms
+        return rows
+
+    def quota_state_record(self, as_of_ms: int) -> dict[str, Any]:
+        """The quota.state record (TEAM_BRIEF.md) of the current cycle."""
+        cur = self.cur
+        if cur is None:
+            bounds = self.timeline.cycle_of(as_of_ms)
+            cur = CycleUsage(bounds.start, bounds.end, self.plan, 0, 0)
+        quotas = []
+        for q, name in enumerate(QUOTAS):
+            used = self.count_new if q == Q_API_MINUTE else self._used(cur, q, 0)
+            limit = cur.limit(q)
+            decision = decide(name, used, limit, 1)
+            quotas.append({
+                "quota": name,
+                "used": used,
+                "limit": limit,
+                "plan_limit": cur.plan.limits[q],
+                "percent": decision.percent,
+                "decision": decision.decision,
+            })
+        self.version += 1
+        latest = self.timeline.latest
+        planned = self.plan.cycle_anchor is not None or latest != DEFAULT_SCHEDULE
+        return {
+            "workspace_id": self.workspace_id,
+            "version": self.version,
+            "as_of": as_of_ms,
+            # The Avro field is not nullable: 0 until an event has counted.
+            "event_time": self.event_time or 0,
+            "plan": self.plan.name,
+            # The schedule in force after cycle_ends_at (a pending S3 change included),
+            # so the check API can roll the cycle over on its own.
+            "cycle_anchor": latest.anchor_ms if planned else None,
+            "timezone": latest.timezone,
+            "cycle_start": cur.start,
+            "cycle_ends_at": cur.end,
+            "machine_ids": sorted(self.machine_ids),
+            "quotas": quotas,
+            "api_minute": self.minute_new * MINUTE_MS if self.minute_new >= 0 else None,
+        }
+
+    # ------------------------------------------------------------------ state
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "f": STATE_FORMAT,
+            "ws": self.workspace_id,
+            "tl": self.timeline.segments(),
+            "plan": plan_to_state(self.plan),
+            "cur": None if self.cur is None else self.cur.to_state(),
+            "prev": None if self.prev is None else self.prev.to_state(),
+            "ps": self.prev_start,
+            "carry": [self.carry_machines, self.carry_storage],
+            "mids": sorted(self.machine_ids),
+            "st": self.storage,
+            "min": [self.minute_old, self.count_old, self.minute_new, self.count_new],
+            "ids": [w.to_state() for w in self.windows],
+            "tids": self.topup_ids.to_state(),
+            "v": self.version,
+            "rows": self.pending_rows,
+            "track": self.track_changes,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Compact serialization (orjson) for the Faust table value."""
+        return orjson.dumps(self.to_state())
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], *, on_cycle_closed: CycleListener | None = None
+    ) -> WorkspaceMeter:
+        if state.get("f") != STATE_FORMAT:
+            raise ValueError(f"unknown meter state format {state.get('f')!r}")
+        meter = cls(state["ws"], track_changes=state["track"], on_cycle_closed=on_cycle_closed)
+        meter.timeline = Timeline.from_segments([(s[0], s[1], s[2]) for s in state["tl"]])
+        meter.plan = plan_from_state(state["plan"])
+        meter.cur = None if state["cur"] is None else CycleUsage.from_state(state["cur"])
+        meter.prev = None if state["prev"] is None else CycleUsage.from_state(state["prev"])
+        # Cycles share the plan object in force while it is unchanged (identity fast path).
+        for record in meter.open_cycles():
+            if record.plan == meter.plan:
+                record.plan = meter.plan
+        meter.prev_start = state["ps"]
+        meter.carry_machines, meter.carry_storage = state["carry"]
+        meter.machine_ids = set(state["mids"])
+        meter.storage = list(state["st"])
+        meter.storage_total = sum(meter.storage)
+        meter.minute_old, meter.count_old, meter.minute_new, meter.count_new = state["min"]
+        meter.windows = [IdWindow.from_state(w) for w in state["ids"]]
+        meter.topup_ids = CycleIds.from_state(state["tids"])
+        meter.version = state["v"]
+        meter.pending_rows = list(state["rows"])
+        return meter
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, on_cycle_closed: CycleListener | None = None
+    ) -> WorkspaceMeter:
+        return cls.from_state(orjson.loads(data), on_cycle_closed=on_cycle_closed)
+
+
+_HANDLERS: Final[dict[type, Callable[[WorkspaceMeter, Any], Outcome]]] = {
+    TokensEvent: WorkspaceMeter._tokens,
+    CommandEvent: WorkspaceMeter._command,
+    ScheduleRunEvent: WorkspaceMeter._schedule_run,
+    SkillEvent: WorkspaceMeter._skill,
+    ApiEvent: WorkspaceMeter._api,
+    StorageEvent: WorkspaceMeter._storage,
+    MachineEvent: WorkspaceMeter._machine,
+    PlanEvent: WorkspaceMeter._plan,
+    TopupEvent: WorkspaceMeter._topup,
+    AlertSettingsEvent: WorkspaceMeter._alert_settings,
+}

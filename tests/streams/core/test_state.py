@@ -1,0 +1,118 @@
+"""The stream-facing API: serialization, usage.aggregates rows, quota.state, prune requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.core.meter import WorkspaceMeter
+
+from .builders import Run, command, machine, ms, plan, storage, tokens
+
+JAN = ms("2025-01-01T00:00:00Z")
+
+
+def _rows(meter: WorkspaceMeter) -> dict[tuple[Any, ...], Any]:
+    return {(r["cycle_start"], r["dimension"], r["key"], r["metric"]): r["value"]
+            for r in meter.take_changed_rows(123)}
+
+
+def test_changed_rows_only_for_changed_keys_and_version_grows() -> None:
+    meter = WorkspaceMeter("w1")
+    meter.apply(tokens("2025-01-02T00:00:00Z", 5, machine="m1", provider="openai", model="o/x"))
+    rows = meter.take_changed_rows(111)
+    keyed = {(r["dimension"], r["key"], r["metric"]): r for r in rows}
+    assert keyed[("totals", "", "ai_tokens")]["value"] == 5
+    assert keyed[("limits", "", "ai_tokens")]["value"] is None
+    assert keyed[("machine", "m1", "ai_tokens")]["value"] == 5
+    assert keyed[("model", "openai/o/x", "input_tokens")]["value"] == 5  # split at first "/"
+    assert {r["version"] for r in rows} == {1} and {r["emitted_at"] for r in rows} == {111}
+    assert set(rows[0]) == {"workspace_id", "cycle_start", "cycle_ends_at", "plan", "dimension",
+                            "key", "metric", "value", "version", "emitted_at"}
+    assert meter.take_changed_rows(112) == []
+    meter.apply(command("2025-01-02T00:00:00Z", member="bob", machine="m2"))
+    changed = _rows(meter)
+    assert {k[1:3] for k in changed} == {("totals", ""), ("member", "bob"), ("machine", "m2")}
+    version_now = meter.version
+    meter.mark_all_dirty()
+    again = meter.take_changed_rows(113)
+    assert {(r["dimension"], r["key"]) for r in again} >= {("member", "alice"), ("machine", "m1")}
+    assert again[0]["version"] > version_now
+
+
+def test_closed_cycle_rows_are_emitted_before_it_is_forgotten() -> None:
+    meter = WorkspaceMeter("w1")
+    meter.apply(tokens("2025-01-02T00:00:00Z", 5))
+    meter.apply(tokens("2025-03-02T00:00:00Z", 7))  # January closes (Feb is previous)
+    rows = _rows(meter)
+    assert rows[(JAN, "totals", "", "ai_tokens")] == 5
+    assert rows[(ms("2025-03-01T00:00:00Z"), "totals", "", "ai_tokens")] == 7
+
+
+def test_quota_state_record_shape() -> None:
+    meter = WorkspaceMeter("w1")
+    for event in (plan("2025-01-01T00:00:00Z", name="team", machines=4, ai_tokens=100),
+                  machine("2025-01-02T00:00:00Z", "m2"), machine("2025-01-02T00:00:00Z", "m1"),
+                  tokens("2025-01-02T00:00:00Z", 81)):
+        meter.apply(event)
+    record = meter.quota_state_record(ms("2025-01-05T00:00:00Z"))
+    assert set(record) == {"workspace_id", "version", "as_of", "event_time", "plan",
+                           "cycle_anchor", "timezone", "cycle_start", "cycle_ends_at",
+                           "machine_ids", "quotas", "api_minute"}
+    assert record["machine_ids"] == ["m1", "m2"]
+    assert (record["cycle_start"], record["cycle_anchor"], record["timezone"]) == (JAN, JAN, "UTC")
+    quotas = {q["quota"]: q for q in record["quotas"]}
+    assert [q["quota"] for q in record["quotas"]] == [
+        "machines", "ai_tokens", "storage_bytes", "schedule_runs", "api_requests_per_minute",
+        "api_requests_per_cycle"]
+    assert quotas["ai_tokens"] == {"quota": "ai_tokens", "used": 81, "limit": 100,
+                                   "plan_limit": 100, "percent": 81, "decision": "allow"}
+    assert quotas["machines"]["used"] == 2
+    assert record["event_time"] == ms("2025-01-02T00:00:00Z")
+    later = meter.quota_state_record(ms("2025-01-05T00:00:01Z"))
+    assert later["version"] > record["version"]
+
+
+def test_to_bytes_round_trip_mid_stream_gives_identical_results() -> None:
+    first = [plan("2025-01-01T00:00:00Z", ai_tokens=100, storage_bytes=100, machines=3),
+             tokens("2025-01-02T00:00:00Z", 70, machine="m1", skill="s"),
+             storage("2025-01-02T00:00:00Z", total=85), machine("2025-01-02T00:00:00Z", "m1")]
+    rest = [tokens("2025-01-03T00:00:00Z", 20, event_id="t"),
+            storage("2025-01-04T00:00:00Z", total=50),
+            storage("2025-01-05T00:00:00Z", total=90), tokens("2025-02-03T00:00:00Z", 90),
+            tokens("2025-01-03T00:00:00Z", 20, event_id="t")]
+    straight = Run(*first, *rest)
+    resumed = Run(*first)
+    blob = resumed.meter().to_bytes()
+    resumed.meters["w1"] = WorkspaceMeter.from_bytes(
+        blob, on_cycle_closed=resumed.collector.cycle_closed)
+    assert resumed.meters["w1"].to_bytes() == blob
+    resumed.outcomes, resumed.crossings = [], []
+    resumed.apply(*rest)
+    assert resumed.outcomes == straight.outcomes[len(first):]
+    assert resumed.usage() == straight.usage()
+
+
+def test_state_is_small() -> None:
+    meter = WorkspaceMeter("w1")
+    meter.apply(plan("2025-01-01T00:00:00Z", ai_tokens=100))
+    for day in range(1, 28):
+        meter.apply(tokens(f"2025-01-{day:02d}T00:00:00Z", 1, member=f"m{day % 3}"))
+    assert len(meter.to_bytes()) < 2500
+
+
+def test_records_encode_with_the_contract_schemas() -> None:
+    from schemas.codec import decode_record, encode_record
+
+    r = Run(plan("2025-01-01T00:00:00Z", storage_bytes=100, ai_tokens=10),
+            tokens("2025-01-02T00:00:00Z", 5, machine="m1"),
+            storage("2025-01-02T00:00:00Z", total=120))
+    meter = r.meter()
+    outcome = r.outcomes[-1]
+    records = [("quota.state", meter.quota_state_record(ms("2025-01-03T00:00:00Z")))]
+    records += [("quota.thresholds", c.to_record()) for c in r.crossings]
+    records += [("storage.prune_requests", p.to_record()) for p in outcome.prune_requests]
+    emitted = ms("2025-01-03T00:00:00Z")
+    records += [("usage.aggregates", row) for row in meter.take_changed_rows(emitted)]
+    assert outcome.prune_requests and r.crossings
+    for topic, record in records:
+        assert decode_record(encode_record(topic, record)) == (topic, record)
