@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/meter demo $(ARGS)
+	$(VENV)/bin/meter demo --keep-running $(ARGS)
 
 # pytest exits 5 when it collected nothing: that is a failure here, said out loud.
 test: $(STAMP)
@@ -28,7 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy meter deploy schemas streams sinks alerting
+	$(VENV)/bin/mypy meter deploy schemas streams sinks alerting dashboard
 
 clean:
 	rm -rf $(VENV) .meter .pytest_cache .mypy_cache .ruff_cache

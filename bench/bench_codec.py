@@ -26,7 +26,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from rich.console import Console
 from rich.table import Table
 
-from bench.workload import Workload, generate_events
+from meter.workload import Workload, generate_events
 from schemas.codec import decode_event, encode_event, event_record, strip_logical_types, topic_of
 from schemas.jsonl import dumps_event, parse_line
 from schemas.registry import default_registry

@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
-from bench.workload import Workload, generate_events, write_jsonl
+from meter.workload import Workload, generate_events, write_jsonl
 from deploy.topics import create_topics
 from meter.settings import load_settings
 from schemas.codec import encode_event, topic_of

@@ -46,7 +46,7 @@ def generate(path: Path, events: int, workspaces: int, span_days: float = 27.0,
     top-ups, 0.5 % exact duplicates and 0.2 % invalid lines."""
     try:  # the shared workload generator (bench/workload.py)
         sys.path.insert(0, str(ROOT))
-        from bench.workload import Drive, Workload, write_jsonl
+        from meter.workload import Drive, Workload, write_jsonl
     except ImportError:  # not there: the small local generator below
         pass
     else:

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from dashboard import cli as dashboard
 from meter.commands import alerts, demo, events, infra, replay, sink, streams
 from meter.errors import UserError
 from meter.settings import SettingsError
@@ -22,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for area in (infra, events, replay, streams, alerts, sink, demo):
+for area in (infra, events, replay, streams, alerts, sink, dashboard, demo):
     area.register(app)
 
 

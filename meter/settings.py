@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     )
     delivery_timeout_s: float = Field(default=5.0, gt=0)
     delivery_max_attempts: int = Field(default=5, ge=1)
+    delivery_backoff_base_s: float = Field(default=1.0, gt=0,
+                                           description="first retry waits about this long")
+    delivery_backoff_max_s: float = Field(default=60.0, gt=0, description="cap of one backoff")
+    delivery_retry_after_max_s: float = Field(
+        default=300.0, gt=0, description="longest Retry-After that is honoured as given")
+    alerts_group_id: str = Field(default="meter-alerts", min_length=1)
+    alerts_max_in_flight: int = Field(default=256, ge=1,
+                                      description="deliveries sending at the same time")
+    alerts_collapse_wait_s: float = Field(
+        default=10.0, ge=0,
+        description="how long crossings of one event wait for their highest sibling")
+    alerts_metrics_host: str = "127.0.0.1"
 
     @field_validator("kafka_bootstrap")
     @classmethod

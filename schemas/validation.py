@@ -514,7 +514,13 @@ def _topup(f: Mapping[str, Any], now_ms: int | None) -> TopupEvent:
 
 
 def is_webhook_secret(value: str) -> bool:
-    """A Standard Webhooks secret: ``whsec_`` and non-empty standard base64."""
+    """One Standard Webhooks secret (``whsec_`` + non-empty standard base64), or two
+    separated by one space while a rotation is under way (both sign every webhook)."""
+    parts = value.split(" ")
+    return 1 <= len(parts) <= 2 and all(_is_one_webhook_secret(p) for p in parts)
+
+
+def _is_one_webhook_secret(value: str) -> bool:
     if not value.startswith("whsec_") or len(value) == 6:
         return False
     try:

@@ -19,6 +19,7 @@ import weakref
 from typing import Any
 
 import faust
+from confluent_kafka import Producer as ConfluentProducer
 from faust.streams import _current_event  # see _write_entry
 from faust.types import EventT
 
@@ -26,15 +27,18 @@ from meter.settings import Settings
 from schemas.codec import encode_record
 from schemas.events import RAW_USAGE_TOPICS
 from streams.metrics import WorkerMetrics
-from streams.processor import BatchProcessor, RawMessage
+from streams.processor import BatchProcessor, OutputRecord, RawMessage
 from streams.state_view import HEARTBEAT_KEY_PREFIX, heartbeat_record
 
 log = logging.getLogger("meter.worker")
 
 INPUT_TOPICS = (*RAW_USAGE_TOPICS, "quota.plans", "quota.topups")
-BATCH_MAX = 2000
-BATCH_WITHIN_S = 0.2
+# Bigger batches mean fewer table writes per event (one per workspace per batch) and
+# fewer awaits; measured on 2 cores, 5000 gave 8k events/s where 2000 gave 4.7k.
+BATCH_MAX = 5000
+BATCH_WITHIN_S = 0.3  # the most a lone event waits for its batch (crossing latency)
 HEARTBEAT_INTERVAL_S = 5.0
+SNAPSHOT_INTERVAL_S = 1.0  # usage.aggregates and quota.state of changed workspaces
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -57,7 +61,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=BATCH_MAX * 2,
+        stream_buffer_maxsize=BATCH_MAX * 4,
+        broker_max_poll_records=BATCH_MAX,
         table_standby_replicas=0,
         # Our own topics exist (deploy/topics.toml); Faust may create its changelog only.
         topic_allow_declare=True,
@@ -92,18 +97,46 @@ def create_app(settings: Settings) -> faust.App:
                 by_msg[id(msg)] = ev
             result = processor.process(raw)
             # 1. outputs, acknowledged by the broker
-            futures = [
-                await app.producer.send(settings.topic(out.topic), out.key, out.value,
-                                        partition=None, timestamp=None, headers=None)
-                for out in result.outputs
-            ]
-            if futures:
-                await asyncio.gather(*futures)
+            await send_all(result.outputs)
             # 2. one table write per changed workspace
             for key, (value, last) in result.writes.items():
                 _write_entry(workspaces, key, value, by_msg[id(last)])
             metrics.batches += 1
             # 3. take_events acks the batch after this body
+
+    async def send_all(outputs: list[OutputRecord]) -> None:
+        futures = [
+            await app.producer.send(settings.topic(out.topic), out.key, out.value,
+                                    partition=None, timestamp=None, headers=None)
+            for out in outputs
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+
+    # Snapshots go through librdkafka, not aiokafka: thousands of small records a
+    # second cost ~2 us each there against ~30 us in Python. They need no ack before
+    # the table write (a recovered workspace re-emits everything under a newer
+    # version), so a separate, asynchronous producer is safe.
+    snapshot_producer = ConfluentProducer({
+        "bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random",
+        "enable.idempotence": True, "acks": "all", "linger.ms": 20,
+        "compression.type": "lz4", "client.id": f"{app_id}-snapshots",
+    })
+
+    @app.timer(interval=SNAPSHOT_INTERVAL_S)
+    async def snapshots() -> None:
+        for out in processor.take_snapshots():
+            while True:
+                try:
+                    snapshot_producer.produce(settings.topic(out.topic), out.value, out.key)
+                    break
+                except BufferError:  # local queue full: let librdkafka drain it
+                    snapshot_producer.poll(0.05)
+        snapshot_producer.poll(0)
+
+    @app.on_before_shutdown.connect
+    async def flush_snapshots(app: faust.App, **_: Any) -> None:
+        snapshot_producer.flush(10)
 
     heartbeat_topic = settings.topic("quota.state")
     heartbeat_key = HEARTBEAT_KEY_PREFIX + app_id.encode()

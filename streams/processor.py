@@ -6,10 +6,14 @@ core (``WorkspaceMeter.apply``), encode the outputs. The agent only feeds it
 messages and performs the writes and sends it returns, in the order that makes
 at-least-once delivery exact (see ``streams/app.py`` and the README):
 
-1. outputs (crossings, prune requests, dead letters, aggregates, quota state) are
-   sent and acknowledged by the broker;
+1. outputs (crossings, prune requests, dead letters) are sent and acknowledged by
+   the broker;
 2. then each changed workspace's state is written to the table, once per batch;
 3. then Faust acks the batch's offsets.
+
+Aggregates and quota state go out on a short timer (``take_snapshots``), once per
+changed workspace per tick, not per batch: under load a busy workspace changes
+thousands of times a second, and the sink and the check API need its latest value.
 
 A crash before 2 replays the batch onto the old state (same crossings, same ids,
 consumers dedupe by ``alert_id``); a crash after 2 replays it onto the new state,
@@ -97,6 +101,7 @@ class BatchProcessor:
         self._load = load
         self._prefix = topic_prefix
         self._cache: dict[bytes, tuple[int, WorkspaceEntry]] = {}
+        self._dirty: set[bytes] = set()  # workspaces changed since the last snapshots
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._clock_ms = clock_ms
 
@@ -174,15 +179,34 @@ class BatchProcessor:
                     "storage.prune_requests", key,
                     encode_record("storage.prune_requests", prune.to_record())))
         for key, (entry, last) in touched.items():
-            meter = entry.meter
-            for row in meter.take_changed_rows(now_ms):
-                result.outputs.append(OutputRecord(
-                    "usage.aggregates", key, encode_record("usage.aggregates", row)))
-                metrics.aggregate_rows += 1
-            result.outputs.append(OutputRecord(
-                "quota.state", key, encode_record("quota.state", meter.quota_state_record(now_ms))))
             result.writes[key] = (entry.to_bytes(), last)
+        self._dirty.update(touched)
         return result
+
+    def take_snapshots(self, now_ms: int | None = None) -> list[OutputRecord]:
+        """``usage.aggregates`` rows and a ``quota.state`` record of every workspace
+        changed since the last call (run on a short timer, not per batch).
+
+        This changes the in-memory meters (versions, dirty sets) without writing the
+        table: harmless, because a workspace loaded from the table after a crash is
+        marked all dirty under a newer version (``_entry``), so anything emitted here
+        and not persisted is superseded.
+        """
+        now = self._clock_ms() if now_ms is None else now_ms
+        outputs: list[OutputRecord] = []
+        dirty, self._dirty = self._dirty, set()
+        for key in dirty:
+            cached = self._cache.get(key)
+            if cached is None:  # its partition was revoked meanwhile
+                continue
+            meter = cached[1].meter
+            for row in meter.take_changed_rows(now):
+                outputs.append(OutputRecord(
+                    "usage.aggregates", key, encode_record("usage.aggregates", row)))
+                self.metrics.aggregate_rows += 1
+            outputs.append(OutputRecord(
+                "quota.state", key, encode_record("quota.state", meter.quota_state_record(now))))
+        return outputs
 
     def _deadletter(
         self, msg: RawMessage, base: str, reason: str, detail: str, now_ms: int

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import clickhouse_connect
+import pytest
 
 
-def test_ddl_insert_select_round_trip_on_chdb(chdb_path: Path) -> None:
+def test_ddl_insert_select_round_trip_on_chdb(chdb_path: Path,
+                                            request: pytest.FixtureRequest) -> None:
     client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
+    # chDB allows one data path per process: release it for the other tests.
+    request.addfinalizer(client.close)
     client.command(
         "CREATE TABLE IF NOT EXISTS roundtrip (ws String, at DateTime64(3, 'UTC'), n UInt64) "
         "ENGINE = MergeTree ORDER BY (ws, at)"

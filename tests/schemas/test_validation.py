@@ -331,3 +331,15 @@ def test_rfc3339_parsing_agrees_with_datetime_twice(moment: datetime, digits: in
     expected = seconds * 1000 + int(f"{sub:06d}"[:digits][:3].ljust(3, "0"))
     assert parse_rfc3339_ms(text) == expected
     assert parse_rfc3339_ms(text) == expected
+
+
+def test_two_space_separated_secrets_are_valid_during_a_rotation() -> None:
+    from schemas.validation import is_webhook_secret
+
+    one = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert is_webhook_secret(one)
+    assert is_webhook_secret(f"{one} {one}")
+    assert not is_webhook_secret(f"{one}  {one}")  # exactly one space
+    assert not is_webhook_secret(f"{one} {one} {one}")  # at most two
+    assert not is_webhook_secret(f"{one} base64!")
+    assert not is_webhook_secret("whsec_not base64!")  # acceptance invalid_events line 21

@@ -6,7 +6,7 @@ from collections import Counter
 
 import orjson
 
-from bench.workload import Drive, Workload, generate_events, generate_lines
+from meter.workload import Drive, Workload, generate_events, generate_lines
 from schemas.events import PlanEvent, TokensEvent
 from schemas.jsonl import parse_line
 from schemas.validation import InvalidEvent

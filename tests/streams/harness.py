@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from meter.settings import Settings
-from schemas.codec import decode_record, encode_event, topic_of
+from meter.topic_reader import end_offsets, read_all
+from schemas.codec import encode_event, topic_of
 from schemas.jsonl import parse_line
 from schemas.validation import InvalidEvent
 from streams.app import INPUT_TOPICS
@@ -68,9 +68,10 @@ def publish_lines(settings: Settings, lines: Iterable[bytes]) -> int:
 
     Returns how many records were produced.
     """
+    # lz4 like the platform publisher (schemas.publisher): the worker must read it.
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
                          "partitioner": "murmur2_random", "enable.idempotence": True,
-                         "linger.ms": 5})
+                         "linger.ms": 5, "compression.type": "lz4"})
     n = 0
     for line in lines:
         if not line.strip():
@@ -95,19 +96,6 @@ def produce_raw(settings: Settings, base_topic: str, key: bytes, value: bytes) -
     assert producer.flush(10) == 0
 
 
-def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "probe"})
-    ends = {}
-    for base in topics:
-        topic = settings.topic(base)
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        for p in meta.partitions:
-            ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p),
-                                                             timeout=10)[1]
-    consumer.close()
-    return ends
-
-
 def committed(settings: Settings, group: str, keys: Iterable[tuple[str, int]]
               ) -> dict[tuple[str, int], int]:
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
@@ -128,34 +116,33 @@ def wait_caught_up(settings: Settings, timeout_s: float = 180.0,
             raise AssertionError(f"the worker exited with {proc.returncode}")
         done = committed(settings, group, ends)
         if all(done.get(k, -1) >= end for k, end in ends.items() if end > 0):
+            wait_snapshots_settled(settings, deadline)
             return
         time.sleep(0.5)
     raise AssertionError(f"worker did not catch up in {timeout_s} s: {done} vs {ends}")
 
 
+def wait_snapshots_settled(settings: Settings, deadline: float, quiet_s: float = 3.0) -> None:
+    """Aggregates and quota state go out on a 1 s timer: wait until they stop growing."""
+    outputs = ("usage.aggregates", "quota.state")
+    last = end_offsets(settings, outputs)
+    still_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = end_offsets(settings, outputs)
+        # Heartbeats (quota.state, every 5 s) never stop: count aggregates only.
+        if {k: v for k, v in now.items() if "aggregates" in k[0]} != {
+                k: v for k, v in last.items() if "aggregates" in k[0]}:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet_s:
+            return
+    raise AssertionError("the worker's snapshots did not settle")
+
+
 def read_topic(settings: Settings, base_topic: str, timeout_s: float = 10.0
                ) -> list[tuple[bytes | None, dict[str, Any]]]:
     """Every record of a topic from the beginning, decoded: [(key, record)]."""
-    topic = settings.topic(base_topic)
-    ends = end_offsets(settings, [base_topic])
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"reader-{time.monotonic_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(t, p, 0) for (t, p) in ends])
-    out: list[tuple[bytes | None, dict[str, Any]]] = []
-    remaining = {k for k, end in ends.items() if end > 0}
-    deadline = time.monotonic() + timeout_s
-    while remaining and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, 0.5):
-            if msg.error() is not None:
-                continue
-            if msg.value() is not None:
-                out.append((msg.key(), decode_record(msg.value())[1]))
-            if msg.offset() + 1 >= ends[(topic, msg.partition())]:
-                remaining.discard((topic, msg.partition()))
-    consumer.close()
-    assert not remaining, f"could not read {topic} to its end"
-    return out
+    return read_all(settings, base_topic, timeout_s)
 
 
 def latest_aggregates(rows: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], int | None]:

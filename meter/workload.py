@@ -2,7 +2,7 @@
 
 The same ``seed`` and ``Workload`` always give the same events, byte for byte.
 
-    from bench.workload import Workload, Drive, generate, generate_lines, generate_events
+    from meter.workload import Workload, Drive, generate, generate_lines, generate_events
 
     wl = Workload(seed=7, events=100_000, workspaces=40)
     for obj in generate(wl): ...            # type-tagged JSON objects (dicts), in time order
@@ -35,7 +35,7 @@ api_requests_per_minute, storage_bytes, machines. Needs ``span_days`` <= 27.
 depend on the wall clock; pass the real now to time events around it (the demo).
 ``time_format`` "rfc3339" (default) writes ``2025-05-05T05:05:05.123Z``, "ms" ints.
 
-Run as a script to write a file:  python -m bench.workload OUT.jsonl --events 1000000
+Run as a script to write a file:  python -m meter.workload OUT.jsonl --events 1000000
 """
 
 from __future__ import annotations

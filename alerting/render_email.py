@@ -1,0 +1,74 @@
+"""The owner email of a crossing: plain text and HTML alternatives (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from email.message import EmailMessage
+from email.utils import make_msgid
+from html import escape
+
+from alerting.crossing import Crossing
+from alerting.facts import AlertFacts, facts_of
+
+ALERT_ID_HEADER = "X-Meter-Alert-Id"
+
+
+def email_subject(facts: AlertFacts) -> str:
+    return f"[meter] {facts.title}"
+
+
+def email_text(facts: AlertFacts, alert_id: str) -> str:
+    state = "has reached" if facts.reached else f"has crossed {facts.threshold} % of"
+    return "\n".join([
+        f"{facts.quota_label} in workspace {facts.workspace_id} {state} its limit.",
+        "",
+        f"Quota:       {facts.quota}",
+        f"Threshold:   {facts.threshold} %",
+        f"Usage:       {facts.current} of {facts.limit} ({facts.percent} %)",
+        f"Cycle ends:  {facts.cycle_ends}",
+        "",
+        f"At 100 %: {facts.at_limit}",
+        "",
+        "What you can do:",
+        f"- {facts.reduce}",
+        f"- {facts.raise_limit}",
+        "",
+        f"Alert id: {alert_id}",
+        "",
+    ])
+
+
+def email_html(facts: AlertFacts, alert_id: str) -> str:
+    state = "has reached" if facts.reached else f"has crossed {facts.threshold}&nbsp;% of"
+    rows = [("Quota", facts.quota), ("Threshold", f"{facts.threshold} %"),
+            ("Usage", f"{facts.current} of {facts.limit} ({facts.percent} %)"),
+            ("Cycle ends", facts.cycle_ends)]
+    table = "".join(
+        f"<tr><th align=\"left\">{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return (
+        "<!doctype html><html><body>"
+        f"<h2>{escape(facts.title)}</h2>"
+        f"<p>{escape(facts.quota_label)} in workspace <b>{escape(facts.workspace_id)}</b> "
+        f"{state} its limit.</p>"
+        f"<table>{table}</table>"
+        f"<p><b>At 100&nbsp;%:</b> {escape(facts.at_limit)}</p>"
+        "<p><b>What you can do:</b></p>"
+        f"<ul><li>{escape(facts.reduce)}</li><li>{escape(facts.raise_limit)}</li></ul>"
+        f"<p style=\"color:#666\">Alert id: {escape(alert_id)}</p>"
+        "</body></html>"
+    )
+
+
+def render_email(crossing: Crossing, owners: Sequence[str], sender: str, *,
+                 prune_target_ratio: float = 0.9) -> EmailMessage:
+    """One message to every owner, with the alert id in a header for deduplication."""
+    facts = facts_of(crossing, prune_target_ratio=prune_target_ratio)
+    message = EmailMessage()
+    message["Subject"] = email_subject(facts)
+    message["From"] = sender
+    message["To"] = ", ".join(owners)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "localhost")
+    message[ALERT_ID_HEADER] = crossing.alert_id
+    message.set_content(email_text(facts, crossing.alert_id))
+    message.add_alternative(email_html(facts, crossing.alert_id), subtype="html")
+    return message

@@ -1,0 +1,45 @@
+"""The webhook JSON body of a crossing (pure).
+
+Key order is part of the contract: ``quota``, ``threshold``, ``current``,
+``cycle_ends_at`` first, then ``alert_id``, ``workspace_id``, ``limit``,
+``cycle_start``, ``crossed_at``, ``enforcement``, then extras. Times are UTC
+``YYYY-MM-DDTHH:MM:SSZ`` strings (``.mmm`` added only for non-zero milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from alerting.crossing import Crossing
+from alerting.facts import DECISION_AT_LIMIT, format_time, percent_of
+
+BODY_KEYS: Final = ("quota", "threshold", "current", "cycle_ends_at", "alert_id",
+                    "workspace_id", "limit", "cycle_start", "crossed_at", "enforcement",
+                    "at_limit", "percent", "arm", "event_id")
+
+
+def webhook_payload(crossing: Crossing) -> dict[str, Any]:
+    """The body as an ordered dict (``BODY_KEYS`` order)."""
+    return {
+        "quota": crossing.quota,
+        "threshold": crossing.threshold,
+        "current": crossing.current,
+        "cycle_ends_at": format_time(crossing.cycle_ends_at),
+        "alert_id": crossing.alert_id,
+        "workspace_id": crossing.workspace_id,
+        "limit": crossing.limit,
+        "cycle_start": format_time(crossing.cycle_start),
+        "crossed_at": format_time(crossing.crossed_at),
+        "enforcement": crossing.enforcement,
+        "at_limit": DECISION_AT_LIMIT.get(crossing.quota, "reject"),
+        "percent": percent_of(crossing.current, crossing.limit),
+        "arm": crossing.arm,
+        "event_id": crossing.event_id,
+    }
+
+
+def webhook_body(crossing: Crossing) -> bytes:
+    """The exact bytes that are signed and sent (compact UTF-8 JSON)."""
+    return json.dumps(webhook_payload(crossing), separators=(",", ":"),
+                      ensure_ascii=False).encode()

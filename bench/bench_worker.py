@@ -1,0 +1,375 @@
+"""Worker benchmark: sustained events/s beside a raw consumer, crossing latency, API latency,
+RSS with many workspaces, and recovery time. Not a test: prints a table, writes JSON.
+
+    .venv/bin/python -m bench.bench_worker [--events 1000000] [--workspaces 10000]
+
+Uses the broker at METER_KAFKA_BOOTSTRAP, or starts one from deploy/ in a temp dir.
+Every phase runs on its own topic prefix, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import httpx
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from meter.workload import Workload, generate_events
+from deploy import kafka_local
+from deploy.topics import create_topics
+from meter.settings import Settings, load_settings
+from schemas.codec import encode_event, topic_of
+from schemas.registry import default_registry
+from streams.app import INPUT_TOPICS
+from tests.streams.harness import committed, end_offsets, free_port, worker_env
+
+console = Console()
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    external = os.environ.get("METER_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    home = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+    settings = load_settings(data_dir=home, kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    kafka_local.start(settings)
+    try:
+        yield settings.kafka_bootstrap
+    finally:
+        kafka_local.stop(settings)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def fresh_settings(bootstrap: str, data: Path, partitions: int = 4) -> Settings:
+    settings = load_settings(kafka_bootstrap=bootstrap, kafka_partitions=partitions,
+                             topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", data_dir=data,
+                             api_token="bench-token")
+    create_topics(settings)
+    return settings
+
+
+def produce_backlog(settings: Settings, wl: Workload) -> int:
+    """Produce the workload's valid events; return how many went to the worker's inputs."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "partitioner": "murmur2_random", "linger.ms": 20,
+                         "batch.size": 1_000_000, "compression.type": "lz4",
+                         "queue.buffering.max.messages": 2_000_000})
+    n = 0
+    inputs = set(INPUT_TOPICS)
+    for event in generate_events(wl):
+        base = topic_of(event)
+        while True:
+            try:
+                producer.produce(settings.topic(base),
+                                 key=event.workspace_id.encode(), value=encode_event(event))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        n += base in inputs
+        if n % 50_000 == 0:
+            producer.poll(0)
+    if producer.flush(120):
+        raise RuntimeError("the backlog was not fully delivered")
+    return n
+
+
+def raw_baseline(settings: Settings, total: int) -> float:
+    """A plain confluent-kafka consumer with fastavro decode of every value: events/s."""
+    registry = default_registry()
+    schemas = {v.schema_id: fastavro.parse_schema(v.load())
+               for v in registry.versions}  # every version, by id
+    ends = end_offsets(settings, INPUT_TOPICS)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"raw-{uuid.uuid4()}", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(t, p, 0) for (t, p), end in ends.items() if end > 0])
+    from io import BytesIO
+
+    seen = 0
+    started = time.perf_counter()
+    while seen < total:
+        for msg in consumer.consume(10_000, 1.0):
+            if msg.error() is not None:
+                continue
+            value = msg.value()
+            schema = schemas[int.from_bytes(value[1:5], "big")]
+            fastavro.schemaless_reader(BytesIO(value[5:]), schema)
+            seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return seen / elapsed
+
+
+@contextlib.contextmanager
+def worker(settings: Settings, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    env = worker_env(settings, port)
+    command = [sys.executable, "-m", "meter.cli_entry", "worker"]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    profile = os.environ.get("BENCH_PROFILE")  # a path: py-spy samples the worker for 25 s
+    if profile:
+        subprocess.Popen(["py-spy", "record", "-r", "100", "-d", "25", "-p", str(proc.pid),
+                          "-o", f"{profile}.{log.stem}.txt", "--format", "raw"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_committed(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float
+                   ) -> tuple[float, float]:
+    """(seconds until the first commit, seconds until every input offset is committed)."""
+    group = settings.topic_prefix + settings.worker_id
+    ends = {k: v for k, v in end_offsets(settings, INPUT_TOPICS).items() if v > 0}
+    started = time.perf_counter()
+    first = None
+    while time.perf_counter() - started < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError("the worker exited")
+        done = committed(settings, group, ends)
+        if first is None and any(v > 0 for v in done.values()):
+            first = time.perf_counter() - started
+        if all(done.get(k, -1) >= end for k, end in ends.items()):
+            return first or 0.0, time.perf_counter() - started
+        time.sleep(0.25)
+    raise RuntimeError(f"the worker did not catch up within {timeout_s} s")
+
+
+def phase_throughput(bootstrap: str, tmp: Path, events: int, out: dict[str, Any]) -> None:
+    settings = fresh_settings(bootstrap, tmp / "throughput")
+    wl = Workload(seed=1, events=events, workspaces=500, duplicate_rate=0.01,
+                  invalid_rate=0.0005)
+    t0 = time.perf_counter()
+    produced = produce_backlog(settings, wl)
+    out["backlog_events"] = produced
+    out["produce_s"] = round(time.perf_counter() - t0, 1)
+    console.print(f"backlog: {produced:,} events in {out['produce_s']} s")
+    out["raw_consumer_events_per_s"] = round(raw_baseline(settings, produced))
+    console.print(f"raw consumer + fastavro: {out['raw_consumer_events_per_s']:,} events/s")
+    with worker(settings, tmp / "worker-throughput.log") as (proc, _):
+        first, total = wait_committed(settings, proc, timeout_s=3600)
+        out["worker_rss_mb_500_workspaces"] = round(rss_mb(proc.pid))
+    steady = total - first
+    out["worker_wall_s"] = round(total, 1)
+    out["worker_startup_s"] = round(first, 1)
+    out["worker_events_per_s"] = round(produced / steady)
+    out["ratio_to_raw"] = round(out["worker_events_per_s"] / out["raw_consumer_events_per_s"], 3)
+
+
+def phase_latency(bootstrap: str, tmp: Path, rate: float, seconds: float,
+                  out: dict[str, Any]) -> None:
+    """Produce-to-crossing latency at a fixed rate: each probe crosses 80/95/100 at once."""
+    settings = fresh_settings(bootstrap, tmp / "latency")
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "partitioner": "murmur2_random", "linger.ms": 1})
+    from schemas.jsonl import parse_line
+
+    probes = int(rate * seconds)
+    start = int(time.time() * 1000)
+    for i in range(probes):  # plans first (1000 tokens each), usage later
+        plan = parse_line(orjson.dumps({
+            "type": "plan", "event_id": f"p{i}", "workspace_id": f"lat{i}",
+            "occurred_at": start - 1000, "plan": "probe", "cycle_anchor": start - 1000,
+            "limits": {"ai_tokens": 1000}, "owners": ["ops@example.com"]}), now_ms=None)
+        producer.produce(settings.topic("quota.plans"), key=plan.workspace_id.encode(),
+                         value=encode_event(plan))
+    producer.flush(30)
+    received: dict[str, float] = {}
+    stop = threading.Event()
+
+    def collect() -> None:
+        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                             "group.id": f"lat-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
+        consumer.subscribe([settings.topic("quota.thresholds")])
+        from schemas.codec import decode_record
+
+        while not stop.is_set():
+            for msg in consumer.consume(1000, 0.1):
+                if msg.error() is None and msg.value():
+                    record = decode_record(msg.value())[1]
+                    if record["threshold"] == 100:
+                        received[record["event_id"]] = time.time()
+        consumer.close()
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    sent: dict[str, float] = {}
+    with worker(settings, tmp / "worker-latency.log") as (proc, _):
+        wait_committed(settings, proc, timeout_s=120)
+        interval = 1.0 / rate
+        next_at = time.perf_counter()
+        for i in range(probes):
+            event = parse_line(orjson.dumps({
+                "type": "tokens", "event_id": f"t{i}", "workspace_id": f"lat{i}",
+                "occurred_at": int(time.time() * 1000), "member_id": "kim", "machine_id": None,
+                "skill": None, "provider": "openai", "model": "gpt-4o", "input_tokens": 1000,
+                "output_tokens": 0, "surface": "chat"}), now_ms=None)
+            sent[event.event_id] = time.time()
+            producer.produce(settings.topic("usage.tokens"), key=event.workspace_id.encode(),
+                             value=encode_event(event))
+            producer.poll(0)
+            next_at += interval
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        producer.flush(10)
+        deadline = time.monotonic() + 30
+        while len(received) < probes and time.monotonic() < deadline:
+            time.sleep(0.2)
+    stop.set()
+    collector.join(5)
+    latencies = sorted((received[k] - sent[k]) * 1000 for k in sent if k in received)
+    out["latency_rate_events_per_s"] = rate
+    out["latency_probes"] = probes
+    out["latency_received"] = len(latencies)
+    if latencies:
+        out["crossing_latency_p50_ms"] = round(statistics.median(latencies), 1)
+        out["crossing_latency_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1], 1)
+
+
+def phase_rss(bootstrap: str, tmp: Path, workspaces: int, out: dict[str, Any]) -> None:
+    settings = fresh_settings(bootstrap, tmp / "rss")
+    wl = Workload(seed=3, events=workspaces * 20, workspaces=workspaces, duplicate_rate=0.0,
+                  invalid_rate=0.0)
+    produce_backlog(settings, wl)
+    with worker(settings, tmp / "worker-rss.log") as (proc, port):
+        wait_committed(settings, proc, timeout_s=1800)
+        out["worker_rss_mb_%d_workspaces" % workspaces] = round(rss_mb(proc.pid))
+        proc.terminate()
+        proc.wait(60)
+    shutil.rmtree(settings.data_dir / "faust", ignore_errors=True)  # recover from changelog
+    with worker(settings, tmp / "worker-recover.log") as (proc, port):
+        started = time.perf_counter()
+        deadline = started + 600
+        while time.perf_counter() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        out["recovery_s_from_changelog_%d_workspaces" % workspaces] = round(
+            time.perf_counter() - started, 1)
+
+
+def phase_api(bootstrap: str, tmp: Path, out: dict[str, Any], requests: int = 20_000,
+              concurrency: int = 16) -> None:
+    settings = fresh_settings(bootstrap, tmp / "api")
+    wl = Workload(seed=5, events=20_000, workspaces=200)
+    produce_backlog(settings, wl)
+    port = free_port()
+    env = dict(os.environ, METER_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+               METER_TOPIC_PREFIX=settings.topic_prefix, METER_API_PORT=str(port),
+               METER_API_TOKEN="bench-token")
+    with worker(settings, tmp / "worker-api.log") as (proc, _):
+        wait_committed(settings, proc, timeout_s=300)
+        with (tmp / "api.log").open("wb") as log:
+            api = subprocess.Popen([sys.executable, "-m", "meter.cli_entry", "api"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.2)
+            latencies = asyncio.run(_hammer(base, wl.workspace_ids(), requests, concurrency))
+        finally:
+            api.terminate()
+            api.wait(10)
+    latencies.sort()
+    out["api_requests"] = len(latencies)
+    out["api_concurrency"] = concurrency
+    out["api_p50_ms"] = round(statistics.median(latencies), 2)
+    out["api_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1], 2)
+
+
+async def _hammer(base: str, workspaces: list[str], total: int, concurrency: int) -> list[float]:
+    latencies: list[float] = []
+    headers = {"Authorization": "Bearer bench-token"}
+    quotas = ["ai_tokens", "api_requests_per_minute", "schedule_runs", "machines"]
+
+    async def one_client(k: int, client: httpx.AsyncClient) -> None:
+        for i in range(k, total, concurrency):
+            body = {"workspace_id": workspaces[i % len(workspaces)],
+                    "quota": quotas[i % len(quotas)], "amount": 1}
+            t = time.perf_counter()
+            response = await client.post(f"{base}/v1/check", json=body, headers=headers)
+            latencies.append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 200, response.text
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        await asyncio.gather(*(one_client(k, client) for k in range(concurrency)))
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workspaces", type=int, default=10_000)
+    parser.add_argument("--latency-rate", type=float, default=0.0,
+                        help="probe rate for latency (default: half the measured max)")
+    parser.add_argument("--phases", default="throughput,latency,api,rss")
+    args = parser.parse_args()
+    phases = set(args.phases.split(","))
+    out: dict[str, Any] = {"events": args.events, "cpus": os.cpu_count()}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    with broker() as bootstrap:
+        if "throughput" in phases:
+            phase_throughput(bootstrap, tmp, args.events, out)
+        if "latency" in phases:
+            rate = args.latency_rate or max(50.0, out.get("worker_events_per_s", 2000) / 2)
+            # Each probe is a new workspace crossing three thresholds: cap the count.
+            phase_latency(bootstrap, tmp, rate=min(rate, 2000.0), seconds=10, out=out)
+        if "api" in phases:
+            phase_api(bootstrap, tmp, out)
+        if "rss" in phases:
+            phase_rss(bootstrap, tmp, args.workspaces, out)
+    table = Table(title="meter worker benchmark")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in out.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
+    console.print(table)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "bench_worker.json"
+    path.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    console.print(f"written {path}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

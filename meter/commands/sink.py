@@ -1,0 +1,178 @@
+"""`meter sink`, `meter usage WORKSPACE`, `meter history WORKSPACE [--cycles N] [--csv FILE]`.
+
+Reads go through a running sink's HTTP read API when it owns the embedded store,
+else they open the store directly (see sinks/reads.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from meter.errors import UserError
+from meter.settings import get_settings
+
+if TYPE_CHECKING:
+    from sinks.reads import Reads
+
+out = Console()
+err = Console(stderr=True)
+
+TOTAL_COLUMNS = ("ai_tokens", "schedule_runs", "api_requests_per_cycle",
+                 "api_requests_per_minute", "machines", "storage_bytes", "commands",
+                 "skill_invocations")
+
+
+def sink(
+    group: Annotated[str, typer.Option(help="Kafka consumer group of the sink")] = "meter-sink",
+    batch_rows: Annotated[int, typer.Option(min=1, help="write a batch at this many rows")
+                          ] = 20_000,
+    batch_seconds: Annotated[float, typer.Option(min=0.01, help="... or when this old")] = 1.0,
+) -> None:
+    """Run the ClickHouse sink (aggregates, crossings, deliveries, dead letters, plans).
+
+    It also serves history reads and /metrics on METER_SINK_HOST:METER_SINK_PORT.
+    """
+    from sinks.service import run_sink
+    from sinks.store import describe
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    err.print(f"sink: {describe(settings)}; read API and metrics on "
+              f"http://{settings.sink_host}:{settings.sink_port} (Ctrl-C stops)")
+    try:
+        run_sink(settings, stop=stop, group_id=group, max_rows=batch_rows,
+                 max_delay_s=batch_seconds)
+    except OSError as exc:
+        raise UserError(f"cannot serve on {settings.sink_host}:{settings.sink_port}: {exc}; "
+                        "set METER_SINK_PORT or stop the other process") from exc
+
+
+@contextmanager
+def _reads() -> Iterator[Reads]:
+    from sinks.reads import open_reads
+    from sinks.store import StoreUnavailable
+
+    settings = get_settings()
+    try:
+        with open_reads(settings) as reads:
+            yield reads
+    except StoreUnavailable as exc:
+        raise UserError(f"{exc}. Another process holds the store: start `meter sink` (it "
+                        "serves reads on METER_SINK_PORT) or stop the process that holds it"
+                        ) from exc
+
+
+def _parse_cycle(text: str) -> int:
+    from sinks.shape import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise UserError(f"--cycle {text!r}: expected YYYY-MM-DDTHH:MM:SSZ or epoch ms") from exc
+
+
+def usage(workspace: Annotated[str, typer.Argument(help="workspace id")]) -> None:
+    """The workspace's current cycle: totals against limits, and every breakdown."""
+    with _reads() as reads:
+        cycles = reads.history(workspace, 1)
+    if not cycles:
+        raise UserError(f"no usage recorded for workspace {workspace!r} (is the sink running?)")
+    _print_cycle(workspace, cycles[0])
+
+
+def history(
+    workspace: Annotated[str, typer.Argument(help="workspace id")],
+    cycles: Annotated[int, typer.Option(min=1, max=120, help="how many cycles")] = 12,
+    csv: Annotated[Path | None, typer.Option("--csv", help="also write the CSV here")] = None,
+    cycle: Annotated[str | None, typer.Option(
+        "--cycle", help="only the cycle starting at START (YYYY-MM-DDTHH:MM:SSZ)")] = None,
+) -> None:
+    """The last N cycles (table); --csv FILE writes per-cycle breakdowns for finance."""
+    from sinks.history import CycleNotFound
+
+    start = _parse_cycle(cycle) if cycle is not None else None
+    try:
+        with _reads() as reads:
+            rows = [reads.cycle(workspace, start)] if start is not None else reads.history(
+                workspace, cycles)
+            text = reads.csv(workspace, cycles=cycles, cycle_start=start) if csv else None
+    except CycleNotFound as exc:
+        raise UserError(f"{exc}; `meter history {workspace}` lists its cycles") from exc
+    if not rows:
+        raise UserError(f"no usage recorded for workspace {workspace!r}")
+    if start is not None:
+        _print_cycle(workspace, rows[0])
+    else:
+        _print_history(workspace, rows)
+    if csv is not None and text is not None:
+        csv.write_bytes(text.encode("utf-8"))
+        err.print(f"wrote {text.count(chr(13) + chr(10)) - 1} rows to {csv}")
+
+
+def _print_history(workspace: str, cycles: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{workspace}: last {len(cycles)} cycles")
+    for name in ("cycle_start", "status", "plan", *TOTAL_COLUMNS):
+        table.add_column(name, justify="left" if name in ("cycle_start", "status", "plan")
+                         else "right")
+    for c in cycles:
+        table.add_row(c["cycle_start"], c["status"], c["plan"] or "-",
+                      *(f"{c['totals'][name]:,}" for name in TOTAL_COLUMNS))
+    out.print(table)
+
+
+def _print_cycle(workspace: str, c: dict[str, Any]) -> None:
+    out.print(f"[bold]{workspace}[/] cycle {c['cycle_start']} .. {c['cycle_ends_at']} "
+              f"({c['status']}), plan {c['plan'] or '-'}")
+    totals = Table(title="usage")
+    for name in ("quota / total", "used", "limit", "percent"):
+        totals.add_column(name, justify="left" if name == "quota / total" else "right")
+    for name in TOTAL_COLUMNS:
+        limit = c["limits"].get(name)
+        used = c["totals"][name]
+        limit_text = "-" if name not in c["limits"] else (
+            "unlimited" if limit is None else f"{limit:,}")
+        percent = f"{used * 100 // limit}%" if limit else ""
+        totals.add_row(name, f"{used:,}", limit_text, percent)
+    out.print(totals)
+    for title, key in (("machines", "machines"), ("members", "members"), ("skills", "skills")):
+        entries: dict[str, dict[str, int]] = c[key]
+        if entries:
+            out.print(_breakdown(title, entries))
+    models = {f"{p}/{m}": v for p, e in c["providers"].items() for m, v in e["models"].items()}
+    providers = {p: {k: v for k, v in e.items() if k != "models"}
+                 for p, e in c["providers"].items()}
+    if providers:
+        out.print(_breakdown("providers", providers))
+    if models:
+        out.print(_breakdown("models", models))
+
+
+def _breakdown(title: str, entries: dict[str, dict[str, int]]) -> Table:
+    metrics = list(next(iter(entries.values())))
+    table = Table(title=title)
+    table.add_column(title[:-1])
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    for key, values in sorted(entries.items()):
+        table.add_row(key, *(f"{values.get(m, 0):,}" for m in metrics))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to `app`."""
+    app.command("sink")(sink)
+    app.command("usage")(usage)
+    app.command("history")(history)

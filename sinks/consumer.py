@@ -1,0 +1,141 @@
+"""The sink's Kafka side: consume its topics with confluent-kafka into the batching writer,
+commit offsets only after the batch is in the store.
+
+Records are decoded with ``schemas.codec.decode_record``; the schema says which table a
+record belongs to. A record that does not decode is counted
+(``meter_sink_undecodable_total``), logged with its coordinates and passed (the
+dead-letter topic is for events; the producer of a sink topic is our own code).
+On a rebalance the pending batch is discarded: nothing of it was committed, so
+the partitions' next owner re-reads it, and writing rows twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any, Final
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from meter.settings import Settings
+from schemas.codec import decode_record
+from schemas.validation import InvalidEvent
+from sinks.metrics import SinkMetrics
+from sinks.rows import SINK_TOPICS, TABLE_OF_TOPIC
+from sinks.writer import BatchWriter, Position, SinkStopped
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP: Final = "meter-sink"
+
+
+def consumer_config(settings: Settings, group_id: str, stats: SinkMetrics) -> dict[str, Any]:
+    def on_stats(payload: str) -> None:
+        record_lag(stats, payload)
+
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10_000,
+        "statistics.interval.ms": 5_000,
+        "stats_cb": on_stats,
+    }
+
+
+def record_lag(metrics: SinkMetrics, payload: str) -> None:
+    """Per-partition consumer lag from librdkafka's statistics JSON."""
+    stats = json.loads(payload)
+    for topic, entry in stats.get("topics", {}).items():
+        for partition, values in entry.get("partitions", {}).items():
+            lag = values.get("consumer_lag", -1)
+            if int(partition) >= 0 and lag >= 0:
+                metrics.set_lag(topic, int(partition), int(lag))
+
+
+class SinkConsumer:
+    """One consumer in the sink's group, feeding ``writer``."""
+
+    def __init__(self, settings: Settings, writer: BatchWriter, *,
+                 group_id: str = DEFAULT_GROUP, topics: Iterable[str] = SINK_TOPICS,
+                 stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.metrics = writer.metrics
+        self.stop = stop or writer.stop
+        self.consumer = Consumer(consumer_config(settings, group_id, self.metrics))
+        self.consumer.subscribe([settings.topic(t) for t in topics], on_revoke=self._on_revoke)
+
+    def poll(self, timeout_s: float = 0.2, max_records: int = 5_000) -> int:
+        """Read up to ``max_records`` into the writer; returns how many were read."""
+        messages = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
+        for message in messages:
+            self._take(message)
+        return len(messages)
+
+    def write(self) -> list[Position]:
+        """Write the pending batch (retrying while the store is down); offsets to commit."""
+        return self.writer.flush()
+
+    def commit(self, positions: list[Position]) -> None:
+        if positions:
+            self.consumer.commit(
+                offsets=[TopicPartition(p.topic, p.partition, p.offset) for p in positions],
+                asynchronous=False)
+
+    def step(self) -> None:
+        """Poll once; when the batch is full or old enough, write it and commit."""
+        self.poll()
+        if self.writer.due():
+            self.commit(self.write())
+
+    def run(self) -> None:
+        """Until ``stop``: poll, write, commit. On stop, write what is pending once more."""
+        try:
+            while not self.stop.is_set():
+                self.step()
+            if self.writer.pending:
+                self.commit(self.write())
+        except SinkStopped:
+            log.info("stopped with an unwritten batch; it will be re-read from the last commit")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def _take(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("consumer error: %s", error)
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        position = Position(topic, partition, offset)
+        value = message.value()
+        if value is None:  # a tombstone on a compacted topic: nothing to store
+            self.writer.track(position)
+            return
+        try:
+            base_topic, record = decode_record(value)
+            if base_topic not in TABLE_OF_TOPIC:
+                raise InvalidEvent("unknown_type", f"a {base_topic} record on {topic}")
+            self.writer.add(base_topic, record, position)
+        except (InvalidEvent, KeyError, TypeError, ValueError) as exc:
+            self.metrics.skipped_undecodable()
+            log.error("skipping %s[%d]@%d: %s", topic, partition, offset, exc)
+            self.writer.track(position)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.writer.pending:
+            log.info("partitions revoked: %d pending rows will be re-read by their next owner",
+                     self.writer.pending)
+        self.writer.discard()

@@ -1,0 +1,134 @@
+"""History reads: the last N cycles of a workspace (or one cycle), from the store.
+
+Every query is parameterized (``{ws:String}``): a workspace id is data, never SQL.
+Reads resolve the latest snapshot version with ``argMax(tuple(...), version)``,
+so they are exact before background merges.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from clickhouse_connect.driver.client import Client
+
+from schemas.events import QUOTAS
+from sinks.ddl import quote_identifier
+from sinks.schedule import CycleBounds, PlanRecord
+from sinks.shape import GAUGES, CycleUsage, SnapshotRow, assemble, fill_cycles, status_of
+
+DEFAULT_CYCLES: Final = 12
+
+_DATA_CYCLES: Final = """
+SELECT toUnixTimestamp64Milli(cycle_start) AS start,
+       toUnixTimestamp64Milli(argMax(cycle_ends_at, version)) AS ends
+FROM {db}.usage_snapshots
+WHERE workspace_id = {{ws:String}}
+GROUP BY cycle_start
+ORDER BY cycle_start DESC
+"""
+
+_PLANS: Final = """
+SELECT toUnixTimestamp64Milli(occurred_at), plan, toUnixTimestamp64Milli(cycle_anchor),
+       timezone, {limit_columns}
+FROM {db}.plans FINAL
+WHERE workspace_id = {{ws:String}}
+ORDER BY occurred_at, event_id
+"""
+
+_ROWS: Final = """
+SELECT toUnixTimestamp64Milli(cycle_start), dimension, key, metric,
+       argMax(tuple(value, plan, toUnixTimestamp64Milli(cycle_ends_at)), version) AS latest,
+       max(version)
+FROM {db}.usage_snapshots
+WHERE workspace_id = {{ws:String}}
+  AND cycle_start >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
+  AND cycle_start <= fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
+GROUP BY cycle_start, dimension, key, metric
+"""
+
+_GAUGES_BEFORE: Final = """
+SELECT metric, argMax(value, (cycle_start, version))
+FROM {db}.usage_snapshots
+WHERE workspace_id = {{ws:String}} AND dimension = 'totals' AND metric IN {{gauges:Array(String)}}
+  AND cycle_start < fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
+GROUP BY metric
+"""
+
+
+class CycleNotFound(LookupError):
+    """The workspace has no such cycle in its history."""
+
+
+class HistoryReader:
+    """History of workspaces from one client on the store."""
+
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        db = quote_identifier(database)
+        self._data_cycles = _DATA_CYCLES.format(db=db)
+        self._plans = _PLANS.format(
+            db=db, limit_columns=", ".join(f"limit_{q}" for q in QUOTAS))
+        self._rows = _ROWS.format(db=db)
+        self._gauges_before = _GAUGES_BEFORE.format(db=db)
+
+    def history(self, workspace_id: str, cycles: int = DEFAULT_CYCLES) -> list[CycleUsage]:
+        """The last ``cycles`` cycles up to the workspace's current one, oldest first."""
+        if cycles < 1:
+            raise ValueError("cycles must be at least 1")
+        data = self.data_cycles(workspace_id, limit=cycles)
+        if not data:
+            return []
+        plans = self.plans(workspace_id)
+        filled = fill_cycles(data, plans)
+        count = len(filled)
+        window = [(b, has, status_of(i, count)) for i, (b, has) in enumerate(filled)]
+        return self._load(workspace_id, window[-cycles:], plans)
+
+    def current(self, workspace_id: str) -> CycleUsage | None:
+        """The workspace's current cycle (the latest with events, S4), or None."""
+        found = self.history(workspace_id, cycles=1)
+        return found[0] if found else None
+
+    def cycle(self, workspace_id: str, cycle_start: int) -> CycleUsage:
+        """One cycle, named by its start; raises ``CycleNotFound``."""
+        data = self.data_cycles(workspace_id)
+        plans = self.plans(workspace_id) if data else []
+        filled = fill_cycles(data, plans)
+        for i, (bounds, has) in enumerate(filled):
+            if bounds.start == cycle_start:
+                window = [(bounds, has, status_of(i, len(filled)))]
+                return self._load(workspace_id, window, plans)[0]
+        raise CycleNotFound(f"workspace {workspace_id!r} has no cycle starting at {cycle_start}")
+
+    def data_cycles(self, workspace_id: str, limit: int | None = None) -> list[CycleBounds]:
+        """Cycles in which the workspace has snapshot rows, newest first (at most ``limit``)."""
+        query = self._data_cycles + (f"LIMIT {int(limit)}" if limit is not None else "")
+        result = self.client.query(query, parameters={"ws": workspace_id})
+        return [CycleBounds(int(start), int(ends)) for start, ends in result.result_rows]
+
+    def plans(self, workspace_id: str) -> list[PlanRecord]:
+        result = self.client.query(self._plans, parameters={"ws": workspace_id})
+        return [
+            PlanRecord(int(row[0]), row[1], int(row[2]), row[3],
+                       dict(zip(QUOTAS, row[4:], strict=True)))
+            for row in result.result_rows
+        ]
+
+    def _load(self, workspace_id: str, window: list[tuple[CycleBounds, bool, str]],
+              plans: list[PlanRecord]) -> list[CycleUsage]:
+        lo, hi = window[0][0].start, window[-1][0].start
+        result = self.client.query(
+            self._rows, parameters={"ws": workspace_id, "lo": lo, "hi": hi})
+        rows = [
+            SnapshotRow(int(start), dim, key, metric, latest[0], latest[1], int(latest[2]),
+                        int(version))
+            for start, dim, key, metric, latest, version in result.result_rows
+        ]
+        first = {(r.metric) for r in rows if r.cycle_start == lo and r.dimension == "totals"}
+        missing = [g for g in GAUGES if g not in first]
+        before: dict[str, int] = {}
+        if missing:
+            carried = self.client.query(
+                self._gauges_before, parameters={"ws": workspace_id, "lo": lo, "gauges": missing})
+            before = {metric: int(value or 0) for metric, value in carried.result_rows}
+        return assemble(workspace_id, window, rows, plans, before)

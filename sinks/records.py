@@ -1,0 +1,53 @@
+"""usage.aggregates records from a usage.json document (``meter replay`` output).
+
+The inverse of history's shape: one record per (cycle, dimension, key, metric), so a
+replay's result can be loaded into the store (backfills, audits), and tests and the
+benchmark can write what the stream would have written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sinks.shape import BREAKDOWNS, parse_time
+
+
+def cycle_records(
+    workspace_id: str, cycle_start: str, cycle: Mapping[str, Any], *, version: int,
+    emitted_at: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """Records of one usage.json cycle object, all with ``version``."""
+    head = {
+        "workspace_id": workspace_id,
+        "cycle_start": parse_time(cycle_start),
+        "cycle_ends_at": parse_time(cycle["cycle_ends_at"]),
+        "plan": cycle.get("plan"),
+        "version": version,
+        "emitted_at": emitted_at,
+    }
+
+    def record(dimension: str, key: str, metric: str, value: int | None) -> dict[str, Any]:
+        return {**head, "dimension": dimension, "key": key, "metric": metric, "value": value}
+
+    for metric, value in cycle.get("totals", {}).items():
+        yield record("totals", "", metric, value)
+    for metric, value in cycle.get("limits", {}).items():
+        yield record("limits", "", metric, value)
+    for dimension in ("machine", "member", "skill"):
+        for key, metrics in cycle.get(BREAKDOWNS[dimension][0], {}).items():
+            for metric, value in metrics.items():
+                yield record(dimension, key, metric, value)
+    for provider, entry in cycle.get("providers", {}).items():
+        for metric in BREAKDOWNS["provider"][1]:
+            yield record("provider", provider, metric, entry.get(metric, 0))
+        for model, metrics in entry.get("models", {}).items():
+            for metric, value in metrics.items():
+                yield record("model", f"{provider}/{model}", metric, value)
+
+
+def usage_records(usage: Mapping[str, Any], *, version: int = 1) -> Iterator[dict[str, Any]]:
+    """Records of every workspace and cycle of a usage.json document."""
+    for workspace_id, workspace in usage.get("workspaces", {}).items():
+        for cycle_start, cycle in workspace.get("cycles", {}).items():
+            yield from cycle_records(workspace_id, cycle_start, cycle, version=version)

@@ -1,0 +1,144 @@
+"""Pure row mapping: a decoded record (dict, times as int ms) -> a row tuple of its table.
+
+No I/O here. ``TABLE_OF_TOPIC`` names, for each topic the sink reads, the table, its
+columns (names and ClickHouse types, matching the latest migration in ``ddl``) and
+the function that maps one record to one row. Times stay integer milliseconds:
+clickhouse-connect writes ints into ``DateTime64(3)`` as ticks, with no datetime
+objects on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from schemas.events import QUOTAS
+
+Record = Mapping[str, Any]
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    table: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    to_row: Callable[[Record], Row]
+
+
+def ms(value: Any) -> int:
+    """Epoch milliseconds from an int (the codec's form) or an RFC 3339 string."""
+    if type(value) is int:  # the hot path: the codec gives ints
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"expected epoch milliseconds, got {value!r}")
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return int(parsed.timestamp() * 1000)
+    raise TypeError(f"expected epoch milliseconds, got {value!r}")
+
+
+def aggregate_row(r: Record) -> Row:
+    return (
+        r["workspace_id"], ms(r["cycle_start"]), ms(r["cycle_ends_at"]), r.get("plan"),
+        r["dimension"], r["key"], r["metric"], r["value"], r["version"], ms(r["emitted_at"]),
+    )
+
+
+def crossing_row(r: Record) -> Row:
+    return (
+        r["alert_id"], r["workspace_id"], r["quota"], int(r["threshold"]), int(r["arm"]),
+        bool(r["highest_in_event"]), int(r["current"]), int(r["limit"]),
+        ms(r["cycle_start"]), ms(r["cycle_ends_at"]), ms(r["crossed_at"]),
+        r["event_id"], r["enforcement"],
+    )
+
+
+def delivery_row(r: Record) -> Row:
+    return (
+        r["delivery_id"], r["alert_id"], r["workspace_id"], r["channel"], r["status"],
+        int(r["attempt"]), r.get("detail"), r.get("target"), r["quota"], int(r["threshold"]),
+        ms(r["recorded_at"]),
+    )
+
+
+def deadletter_row(r: Record) -> Row:
+    original = r.get("original")
+    raw = original if isinstance(original, bytes | bytearray) else str(original or "").encode()
+    partition, offset = r.get("partition"), r.get("offset")
+    return (
+        r["source_topic"], -1 if partition is None else int(partition),
+        -1 if offset is None else int(offset), r["reason"], r.get("detail") or "", bytes(raw),
+        ms(r["seen_at"]),
+    )
+
+
+def plan_row(r: Record) -> Row:
+    limits: Mapping[str, Any] = r.get("limits") or {}
+    if not isinstance(limits, Mapping):  # a Limits NamedTuple
+        limits = limits._asdict()
+    return (
+        r["workspace_id"], r["event_id"], ms(r["occurred_at"]), r["plan"],
+        ms(r["cycle_anchor"]), r.get("timezone") or "UTC",
+        *(None if limits.get(q) is None else int(limits[q]) for q in QUOTAS),
+        list(r.get("owners") or ()),
+    )
+
+
+_DT: Final = "DateTime64(3, 'UTC')"
+
+AGGREGATES: Final = TableSpec(
+    "usage_snapshots",
+    ("workspace_id", "cycle_start", "cycle_ends_at", "plan", "dimension", "key", "metric",
+     "value", "version", "emitted_at"),
+    ("String", _DT, _DT, "Nullable(String)", "LowCardinality(String)", "String",
+     "LowCardinality(String)", "Nullable(Int64)", "UInt64", _DT),
+    aggregate_row,
+)
+CROSSINGS: Final = TableSpec(
+    "threshold_crossings",
+    ("alert_id", "workspace_id", "quota", "threshold", "arm", "highest_in_event", "current",
+     "limit", "cycle_start", "cycle_ends_at", "crossed_at", "event_id", "enforcement"),
+    ("String", "String", "LowCardinality(String)", "UInt8", "UInt32", "Bool", "Int64", "Int64",
+     _DT, _DT, _DT, "String", "LowCardinality(String)"),
+    crossing_row,
+)
+DELIVERIES: Final = TableSpec(
+    "alert_deliveries",
+    ("delivery_id", "alert_id", "workspace_id", "channel", "status", "attempt", "detail",
+     "target", "quota", "threshold", "recorded_at"),
+    ("String", "String", "String", "LowCardinality(String)", "LowCardinality(String)", "UInt32",
+     "Nullable(String)", "Nullable(String)", "LowCardinality(String)", "UInt8", _DT),
+    delivery_row,
+)
+DEADLETTERS: Final = TableSpec(
+    "dead_letters",
+    ("source_topic", "partition", "offset", "reason", "detail", "original", "seen_at"),
+    ("LowCardinality(String)", "Int32", "Int64", "LowCardinality(String)", "String", "String",
+     _DT),
+    deadletter_row,
+)
+PLANS: Final = TableSpec(
+    "plans",
+    ("workspace_id", "event_id", "occurred_at", "plan", "cycle_anchor", "timezone",
+     *(f"limit_{q}" for q in QUOTAS), "owners"),
+    ("String", "String", _DT, "String", _DT, "String", *("Nullable(Int64)" for _ in QUOTAS),
+     "Array(String)"),
+    plan_row,
+)
+
+# DESIGN.md base topic name (no topic_prefix) -> where its records go.
+TABLE_OF_TOPIC: Final[dict[str, TableSpec]] = {
+    "usage.aggregates": AGGREGATES,
+    "quota.thresholds": CROSSINGS,
+    "alerting.deliveries": DELIVERIES,
+    "usage.deadletter": DEADLETTERS,
+    "quota.plans": PLANS,
+}
+SINK_TOPICS: Final = tuple(TABLE_OF_TOPIC)

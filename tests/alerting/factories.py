@@ -1,0 +1,34 @@
+"""Crossings and settings for the alerting tests, built the way the stream emits them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from alerting.crossing import Crossing
+from alerting.facts import DECISION_AT_LIMIT, format_time
+
+CYCLE_START = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000)
+CYCLE_ENDS = int(datetime(2025, 2, 1, tzinfo=UTC).timestamp() * 1000)
+CROSSED_AT = int(datetime(2025, 1, 6, tzinfo=UTC).timestamp() * 1000)
+
+
+def crossing(threshold: int = 80, *, workspace: str = "w1", quota: str = "ai_tokens",
+             event_id: str = "e1", highest: bool = True, current: int | None = None,
+             limit: int = 1000, arm: int = 1) -> Crossing:
+    alert_id = f"{workspace}/{format_time(CYCLE_START)}/{quota}/{threshold}"
+    if arm > 1:
+        alert_id += f"#{arm}"
+    return Crossing(
+        alert_id=alert_id, workspace_id=workspace, quota=quota, threshold=threshold, arm=arm,
+        highest_in_event=highest,
+        current=current if current is not None else limit * threshold // 100,
+        limit=limit, cycle_start=CYCLE_START, cycle_ends_at=CYCLE_ENDS, crossed_at=CROSSED_AT,
+        event_id=event_id,
+        enforcement=DECISION_AT_LIMIT[quota] if threshold == 100 else "allow")
+
+
+def event_crossings(*thresholds: int, **kwargs: object) -> list[Crossing]:
+    """The crossings one event emits: lowest first, the last one ``highest_in_event``."""
+    ordered = sorted(thresholds)
+    return [crossing(t, highest=t == ordered[-1], **kwargs)  # type: ignore[arg-type]
+            for t in ordered]

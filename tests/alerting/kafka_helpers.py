@@ -1,0 +1,117 @@
+"""Publishing crossings and control records, running the consumer, reading its records."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from alerting.config import AlertingConfig
+from alerting.crossing import Crossing
+from alerting.kafka_io import consumer_config, producer_config
+from alerting.service import AlertService
+from meter.settings import Settings
+from schemas.codec import decode_record, encode_event, encode_record
+from schemas.events import UNLIMITED, AlertSettingsEvent, Limits, Mute, PlanEvent
+
+
+def publish(settings: Settings, base_topic: str, items: Sequence[tuple[str, bytes | None]]) -> None:
+    producer = Producer(producer_config(settings))
+    for key, value in items:
+        producer.produce(settings.topic(base_topic), key=key.encode(), value=value)
+    assert producer.flush(30) == 0
+
+
+def publish_crossings(settings: Settings, crossings: Sequence[Crossing]) -> None:
+    publish(settings, "quota.thresholds",
+            [(c.workspace_id, encode_record("quota.thresholds", c._asdict())) for c in crossings])
+
+
+def settings_item(workspace: str, *, email: bool | None = True, slack: str | None = None,
+                  webhook: str | None = None, secret: str | None = None,
+                  muted: Sequence[Mute] = ()) -> tuple[str, bytes]:
+    """One ``alerting.settings`` record (key, value) for ``publish``."""
+    event = AlertSettingsEvent(f"s-{uuid.uuid4().hex[:8]}", workspace, int(time.time() * 1000),
+                               email, slack, webhook, secret, tuple(muted))
+    return workspace, encode_event(event)
+
+
+def publish_settings(settings: Settings, workspace: str, **fields: Any) -> None:
+    publish(settings, "alerting.settings", [settings_item(workspace, **fields)])
+
+
+def publish_plan(settings: Settings, workspace: str, owners: Sequence[str],
+                 limits: Limits = UNLIMITED) -> None:
+    now = int(time.time() * 1000)
+    event = PlanEvent(f"p-{uuid.uuid4().hex[:8]}", workspace, now, "team", now, "UTC",
+                      limits._replace(ai_tokens=1000), tuple(owners))
+    publish(settings, "quota.plans", [(workspace, encode_event(event))])
+
+
+def read_deliveries(settings: Settings) -> list[dict[str, Any]]:
+    """Every record on alerting.deliveries, in partition order."""
+    consumer = Consumer(consumer_config(settings, f"read-{uuid.uuid4().hex}"))
+    topic = settings.topic("alerting.deliveries")
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        parts = [TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        consumer.assign(parts)
+        records: list[dict[str, Any]] = []
+        positions = {p: 0 for p in ends}
+        deadline = time.monotonic() + 30
+        while any(positions[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+            for m in consumer.consume(500, 0.2):
+                if m.error() is None and m.value() is not None:
+                    records.append(decode_record(m.value() or b"")[1])
+                    positions[m.partition() or 0] = (m.offset() or 0) + 1
+        return records
+    finally:
+        consumer.close()
+
+
+def statuses(records: Sequence[dict[str, Any]], alert_id: str, channel: str) -> list[str]:
+    return [f"{r['status']}#{r['attempt']}" for r in records
+            if r["alert_id"] == alert_id and r["channel"] == channel]
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Wait for ``condition`` (a deadline against hangs, not a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def running(config: AlertingConfig) -> AsyncIterator[AlertService]:
+    service = AlertService(config, drain_s=5.0)
+    task = asyncio.create_task(service.run())
+    ready = asyncio.create_task(service.wait_ready())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    try:
+        yield service
+    finally:
+        service.stop()
+        await task
+
+
+def alert_config(settings: Settings, smtp_port: int, *, timeout_s: float = 1.0,
+                 max_attempts: int = 4, **overrides: Any) -> AlertingConfig:
+    """Short backoffs and timeouts; 127.0.0.1 allow-listed over http (S13)."""
+    values: dict[str, Any] = dict(backoff_base_s=0.05, backoff_max_s=0.2, retry_after_max_s=2.0,
+                                  group_id=f"alerts-{uuid.uuid4().hex[:8]}",
+                                  collapse_wait_s=5.0, metrics_port=0)
+    values.update(overrides)
+    shared = settings.model_copy(update={
+        "delivery_allow_hosts": ["127.0.0.1"], "smtp_port": smtp_port,
+        "delivery_timeout_s": timeout_s, "delivery_max_attempts": max_attempts})
+    return AlertingConfig(settings=shared, **values)

@@ -1,0 +1,286 @@
+"""`meter alerts` end to end on a real broker, SMTP server and HTTP receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import aiohttp
+import pytest
+
+from alerting.service import AlertService
+from meter.settings import Settings
+from schemas.events import Mute
+from tests.alerting.factories import crossing, event_crossings
+from tests.alerting.kafka_helpers import (
+    alert_config,
+    publish,
+    publish_crossings,
+    publish_plan,
+    publish_settings,
+    read_deliveries,
+    running,
+    settings_item,
+    statuses,
+    until,
+)
+from tests.alerting.receivers import Script, SmtpSink, WebhookReceiver
+
+pytestmark = pytest.mark.kafka
+
+SECRET = "whsec_" + base64.b64encode(b"consumer-test-secret-000001").decode()
+OWNERS = ["owner1@example.com", "owner2@example.com"]
+
+
+def done(service: AlertService, alert_id: str, *channels: str) -> bool:
+    return all(service.ledger.state(alert_id, ch).done for ch in channels)
+
+
+def test_a_crossing_is_emailed_to_owners_posted_to_slack_and_sent_as_signed_webhook(
+        meter_settings: Settings) -> None:
+    async def scenario() -> None:
+        with SmtpSink() as smtp:
+            async with WebhookReceiver() as rx:
+                rx.scripts["hook"] = Script(secret=SECRET)
+                publish_plan(meter_settings, "w1", OWNERS)
+                publish_settings(meter_settings, "w1", slack=rx.url("slack"),
+                                 webhook=rx.url("hook"), secret=SECRET)
+                c = crossing(95, workspace="w1")
+                async with running(alert_config(meter_settings, smtp.port)) as service:
+                    publish_crossings(meter_settings, [c])
+                    await until(lambda: done(service, c.alert_id, "email", "slack", "webhook"),
+                                "three deliveries")
+                    async with aiohttp.ClientSession() as http, http.get(
+                            f"http://127.0.0.1:{service.metrics_port}/metrics") as resp:
+                        metrics = await resp.text()
+                [(rcpt, message)] = smtp.messages
+                assert rcpt == OWNERS and "95 %" in message["Subject"]
+                [slack] = rx.ok("slack")
+                assert "blocks" in json.loads(slack.body)
+                [hook] = rx.ok("hook")
+                assert hook.verified and hook.webhook_id == c.alert_id
+                records = read_deliveries(meter_settings)
+                for channel in ("email", "slack", "webhook"):
+                    assert statuses(records, c.alert_id, channel) == ["attempted#1", "delivered#1"]
+                webhook_target = {r["target"] for r in records if r["channel"] == "webhook"}
+                assert webhook_target == {rx.url("hook")}
+                assert 'meter_alert_deliveries_total{channel="webhook",outcome="delivered"} 1' \
+                    in metrics
+                assert "meter_alert_retry_queue_depth 0" in metrics
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    (Script(fail_first=2, fail_status=503),
+     ["attempted#1", "retrying#1", "attempted#2", "retrying#2", "attempted#3", "delivered#3"]),
+    (Script(fail_first=1, fail_status=429, retry_after="1"),
+     ["attempted#1", "retrying#1", "attempted#2", "delivered#2"]),
+    (Script(fail_first=1, fail_status=400), ["attempted#1", "failed#1"]),
+    (Script(fail_first=99, fail_status=500),
+     ["attempted#1", "retrying#1", "attempted#2", "retrying#2", "attempted#3", "retrying#3",
+      "attempted#4", "failed#4"]),
+], ids=["503-twice", "429-retry-after", "400-no-retry", "gives-up"])
+def test_retries_follow_the_policy_and_every_step_is_recorded(
+        meter_settings: Settings, script: Script, expected: list[str]) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver() as rx:
+            rx.scripts["hook"] = script
+            publish_settings(meter_settings, "w1", email=False, webhook=rx.url("hook"),
+                             secret=SECRET)
+            c = crossing(80, workspace="w1")
+            async with running(alert_config(meter_settings, 1)) as service:
+                publish_crossings(meter_settings, [c])
+                await until(lambda: done(service, c.alert_id, "webhook"), "an outcome")
+            records = read_deliveries(meter_settings)
+            assert statuses(records, c.alert_id, "webhook") == expected
+            final = [r for r in records if r["status"] in ("failed", "delivered")][-1]
+            if final["status"] == "failed":
+                assert f"HTTP {script.fail_status}" in final["detail"]
+            if script.retry_after:
+                retrying = next(r for r in records if r["status"] == "retrying")
+                assert "next attempt in 1.00 s" in retrying["detail"]
+    asyncio.run(scenario())
+
+
+def test_mutes_apply_first_and_only_the_highest_unmuted_threshold_is_sent(
+        meter_settings: Settings) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver() as rx:
+            rx.scripts["hook"] = Script(secret=SECRET)
+            publish_settings(meter_settings, "w1", email=False, webhook=rx.url("hook"),
+                             secret=SECRET, muted=[Mute("ai_tokens", 100)])
+            group = event_crossings(80, 95, 100, workspace="w1", event_id="jump")
+            alone = crossing(80, workspace="w1", quota="machines", event_id="m1")
+            async with running(alert_config(meter_settings, 1)) as service:
+                publish_crossings(meter_settings, [*group, alone])
+                await until(lambda: all(done(service, c.alert_id, "webhook")
+                                        for c in [*group, alone]), "four outcomes")
+            sent = sorted(json.loads(r.body)["alert_id"] for r in rx.ok("hook"))
+            assert sent == sorted([group[1].alert_id, alone.alert_id])
+            records = read_deliveries(meter_settings)
+            assert statuses(records, group[0].alert_id, "webhook") == ["superseded#0"]
+            assert statuses(records, group[2].alert_id, "webhook") == ["muted#0"]
+    asyncio.run(scenario())
+
+
+def test_unsafe_or_invalid_urls_are_refused_and_recorded(meter_settings: Settings) -> None:
+    async def scenario() -> None:
+        publish(meter_settings, "alerting.settings", [
+            settings_item("plain-http", email=False, webhook="http://hooks.example.com/x?token=abc",
+                          secret=SECRET),
+            settings_item("private", email=False, slack="https://10.0.0.8/services/T/B/C"),
+            settings_item("garbage", email=False, webhook="not a url", secret=SECRET)])
+        cs = [crossing(80, workspace=w) for w in ("plain-http", "private", "garbage")]
+        async with running(alert_config(meter_settings, 1)) as service:
+            publish_crossings(meter_settings, cs)
+            await until(lambda: done(service, cs[0].alert_id, "webhook")
+                        and done(service, cs[1].alert_id, "slack")
+                        and done(service, cs[2].alert_id, "webhook"), "three refusals")
+        records = {r["workspace_id"]: r for r in read_deliveries(meter_settings)}
+        assert records["plain-http"]["status"] == "failed"
+        assert "must use https" in records["plain-http"]["detail"]
+        assert records["plain-http"]["target"] == "http://hooks.example.com/x"
+        assert "private" in records["private"]["detail"]
+        assert records["private"]["target"] == "https://10.0.0.8/…"
+        assert "scheme must be https" in records["garbage"]["detail"]
+    asyncio.run(scenario())
+
+
+def test_settings_changes_apply_while_running(meter_settings: Settings) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver() as rx:
+            publish_settings(meter_settings, "w1", email=False, webhook=rx.url("old"),
+                             secret=SECRET)
+            first, second = crossing(80, workspace="w1"), crossing(95, workspace="w1")
+            async with running(alert_config(meter_settings, 1)) as service:
+                publish_crossings(meter_settings, [first])
+                await until(lambda: done(service, first.alert_id, "webhook"), "first")
+                seen = service.directory.updates
+                publish_settings(meter_settings, "w1", email=False, webhook=rx.url("new"),
+                                 secret=SECRET)
+                await until(lambda: service.directory.updates > seen, "settings update")
+                publish_crossings(meter_settings, [second])
+                await until(lambda: done(service, second.alert_id, "webhook"), "second")
+            assert [r.webhook_id for r in rx.ok("old")] == [first.alert_id]
+            assert [r.webhook_id for r in rx.ok("new")] == [second.alert_id]
+    asyncio.run(scenario())
+
+
+def test_a_slow_endpoint_does_not_hold_up_other_workspaces(meter_settings: Settings) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver() as rx:
+            rx.scripts["slow"] = Script(delay_s=3.0)
+            publish_settings(meter_settings, "slow-ws", email=False, webhook=rx.url("slow"),
+                             secret=SECRET)
+            fast = [f"fast-{i}" for i in range(5)]
+            publish(meter_settings, "alerting.settings", [
+                settings_item(ws, email=False, webhook=rx.url(ws), secret=SECRET) for ws in fast])
+            slow_c = crossing(80, workspace="slow-ws")
+            fast_cs = [crossing(80, workspace=ws) for ws in fast]
+            config = alert_config(meter_settings, 1, timeout_s=0.5, max_attempts=2)
+            async with running(config) as service:
+                publish_crossings(meter_settings, [slow_c, *fast_cs])
+                await until(lambda: all(done(service, c.alert_id, "webhook") for c in fast_cs),
+                            "the fast workspaces")
+                # the slow one is still retrying its timeouts when the others are all delivered
+                assert not done(service, slow_c.alert_id, "webhook")
+                await until(lambda: done(service, slow_c.alert_id, "webhook"), "slow outcome")
+            records = read_deliveries(meter_settings)
+            assert statuses(records, slow_c.alert_id, "webhook")[-1] == "failed#2"
+            assert "timed out" in [r for r in records if r["alert_id"] == slow_c.alert_id
+                                   ][-1]["detail"]
+    asyncio.run(scenario())
+
+
+def _delivered_ids(rx: WebhookReceiver, path: str) -> list[str]:
+    return [r.webhook_id for r in rx.ok(path)]
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["graceful-restart", "crash-restart"])
+def test_restart_in_the_middle_of_deliveries_loses_nothing(meter_settings: Settings,
+                                                           crash: bool) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver() as rx:
+            workspaces = [f"r{i}" for i in range(12)]
+            for ws in workspaces:
+                rx.scripts[ws] = Script(delay_s=0.3, secret=SECRET)
+            publish(meter_settings, "alerting.settings", [
+                settings_item(ws, email=False, webhook=rx.url(ws), secret=SECRET)
+                for ws in workspaces])
+            cs = [crossing(t, workspace=ws, event_id=f"e{t}") for ws in workspaces
+                  for t in (80, 95, 100)]
+            config = alert_config(meter_settings, 1)
+            async with running(config) as first:
+                publish_crossings(meter_settings, cs)
+                await until(lambda: len(rx.received) >= 6, "some deliveries")
+                if crash:
+                    await first.abort()
+            before = len(rx.received)
+            async with running(config) as second:
+                await until(lambda: all(done(second, c.alert_id, "webhook") for c in cs),
+                            "every crossing after the restart")
+            assert len(rx.received) > before  # the second consumer had work left
+            ids = [r.webhook_id for r in rx.received if r.status < 300]
+            assert set(ids) == {c.alert_id for c in cs}  # nothing lost
+            records = read_deliveries(meter_settings)
+            repeats = {i for i in ids if ids.count(i) > 1}
+            if not crash:
+                assert repeats == set()
+            for alert_id in repeats:  # only the documented window, and recorded as such
+                history = [r for r in records if r["alert_id"] == alert_id]
+                assert any(r["detail"] and r["detail"].startswith("resent:") for r in history)
+            for c in cs:
+                assert [s for s in statuses(records, c.alert_id, "webhook")
+                        if s.startswith("delivered")] != []
+    asyncio.run(scenario())
+
+
+def test_a_new_consumer_rebuilds_what_was_delivered_and_sends_nothing_again(
+        meter_settings: Settings) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver() as rx:
+            publish_settings(meter_settings, "w1", email=False, webhook=rx.url("hook"),
+                             secret=SECRET)
+            cs = [crossing(80, workspace="w1", event_id="a"),
+                  crossing(95, workspace="w1", event_id="b")]
+            async with running(alert_config(meter_settings, 1)) as service:
+                publish_crossings(meter_settings, cs)
+                await until(lambda: all(done(service, c.alert_id, "webhook") for c in cs),
+                            "both delivered")
+            # another group reads quota.thresholds from the beginning again
+            async with running(alert_config(meter_settings, 1)) as again:
+                await until(lambda: again.offsets.to_commit() != {} or
+                            again.metrics.crossings_consumed >= 2, "re-read")
+                await until(lambda: again.offsets.pending() == 0, "all finished")
+            assert sorted(_delivered_ids(rx, "hook")) == sorted(c.alert_id for c in cs)
+    asyncio.run(scenario())
+
+
+
+def test_a_rebalance_moves_workspaces_without_repeats_or_losses(meter_settings: Settings) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver() as rx:
+            workspaces = [f"b{i}" for i in range(8)]
+            for ws in workspaces:
+                rx.scripts[ws] = Script(delay_s=0.3, secret=SECRET)
+            publish(meter_settings, "alerting.settings", [
+                settings_item(ws, email=False, webhook=rx.url(ws), secret=SECRET)
+                for ws in workspaces])
+            cs = [crossing(t, workspace=ws, event_id=f"e{t}.{arm}", arm=arm)
+                  for ws in workspaces for arm in (1, 2, 3) for t in (80, 95, 100)]
+            config = alert_config(meter_settings, 1)
+            async with running(config) as first:
+                publish_crossings(meter_settings, cs)
+                await until(lambda: len(rx.received) >= 8, "some deliveries")
+                async with running(config) as second:  # joins the group: partitions move
+                    await until(lambda: bool(second.assigned), "a partition for the newcomer")
+                    await until(lambda: {r.webhook_id for r in rx.received if r.status < 300}
+                                >= {c.alert_id for c in cs}
+                                and first.offsets.pending() == 0
+                                and second.offsets.pending() == 0, "everything delivered")
+                    moved = sum(second.metrics.attempts.values())
+            assert moved > 0  # the newcomer delivered some workspaces' crossings
+            ids = [r.webhook_id for r in rx.received if r.status < 300]
+            assert sorted(ids) == sorted(c.alert_id for c in cs)  # each exactly once
+    asyncio.run(scenario())

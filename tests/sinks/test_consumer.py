@@ -1,0 +1,189 @@
+"""The sink on a real broker: write, then commit; a crash before the commit rewrites nothing wrong;
+a store that is unavailable at first is waited for, with nothing dropped or committed early."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from meter.settings import Settings
+from schemas.codec import encode_record, key_of
+from sinks.consumer import SinkConsumer
+from sinks.history import HistoryReader
+from sinks.shape import parse_time
+from sinks.store import StoreHandle
+from sinks.writer import Backoff, BatchWriter
+
+pytestmark = pytest.mark.kafka
+
+APR, MAY = parse_time("2025-04-01T00:00:00Z"), parse_time("2025-05-01T00:00:00Z")
+
+
+def aggregate(ws: str, metric: str, value: int, version: int) -> dict[str, Any]:
+    return {"workspace_id": ws, "cycle_start": APR, "cycle_ends_at": MAY, "plan": None,
+            "dimension": "totals", "key": "", "metric": metric, "value": value,
+            "version": version, "emitted_at": APR}
+
+
+def produce(settings: Settings, records: list[tuple[str, dict[str, Any]]]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "partitioner": "murmur2_random"})
+    for topic, record in records:
+        producer.produce(settings.topic(topic), key=key_of(record["workspace_id"]),
+                         value=encode_record(topic, record))
+    assert producer.flush(30) == 0
+
+
+def workload() -> list[tuple[str, dict[str, Any]]]:
+    """Per workspace, ai_tokens growing over 10 versions (the last one wins) and commands."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for ws in ("w1", "w2", "w3"):
+        for version in range(1, 11):
+            out.append(("usage.aggregates", aggregate(ws, "ai_tokens", version * 100, version)))
+        out.append(("usage.aggregates", aggregate(ws, "commands", 7, 11)))
+    out.append(("quota.thresholds", {
+        "alert_id": "w1/2025-04-01T00:00:00Z/ai_tokens/80", "workspace_id": "w1",
+        "quota": "ai_tokens", "threshold": 80, "arm": 1, "highest_in_event": True,
+        "current": 800, "limit": 1000, "cycle_start": APR, "cycle_ends_at": MAY,
+        "crossed_at": APR + 1, "event_id": "e8", "enforcement": "allow"}))
+    return out
+
+
+EXPECTED = {ws: (1000, 7) for ws in ("w1", "w2", "w3")}
+
+
+def numbers(client: Client) -> dict[str, tuple[int, int]]:
+    reader = HistoryReader(client, "meter")
+    out = {}
+    for ws in EXPECTED:
+        cycles = reader.history(ws)
+        if cycles:
+            out[ws] = (cycles[-1].totals["ai_tokens"], cycles[-1].totals["commands"])
+    return out
+
+
+def committed(settings: Settings, group: str) -> int:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
+    try:
+        metadata = consumer.list_topics(settings.topic("usage.aggregates"), timeout=10)
+        parts = [TopicPartition(settings.topic("usage.aggregates"), p)
+                 for p in metadata.topics[settings.topic("usage.aggregates")].partitions]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 60) -> None:
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def drain(sink: SinkConsumer, expected_records: int) -> None:
+    """Poll until ``expected_records`` were read (the writer holds or wrote them)."""
+    seen = 0
+    end = time.monotonic() + 60
+    while seen < expected_records:
+        seen += sink.poll(timeout_s=0.5)
+        if time.monotonic() > end:
+            raise AssertionError(f"read {seen} of {expected_records} records")
+
+
+@pytest.fixture
+def sink_store(meter_settings: Settings) -> Iterator[StoreHandle]:
+    handle = StoreHandle(meter_settings)
+    yield handle
+    handle.close()
+
+
+def test_the_sink_writes_its_topics_then_commits(meter_settings: Settings,
+                                                 sink_store: StoreHandle) -> None:
+    records = workload()
+    produce(meter_settings, records)
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    sink = SinkConsumer(meter_settings, BatchWriter(sink_store, max_rows=7), group_id=group)
+    try:
+        drain(sink, len(records))
+        sink.commit(sink.write())
+    finally:
+        sink.close()
+    client = sink_store.client()
+    assert numbers(client) == EXPECTED
+    assert client.query("SELECT count() FROM meter.crossings").result_rows == [(1,)]
+    assert committed(meter_settings, group) == len(records) - 1  # all but the crossing's topic
+    assert sink.metrics.rows_written["usage_snapshots"] == len(records) - 1
+
+
+def test_a_crash_between_insert_and_commit_rewrites_without_changing_a_number(
+        meter_settings: Settings, sink_store: StoreHandle) -> None:
+    records = workload()
+    produce(meter_settings, records)
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    first = SinkConsumer(meter_settings, BatchWriter(sink_store), group_id=group)
+    try:
+        drain(first, len(records))
+        first.write()  # inserted ... and the process dies before the commit
+    finally:
+        first.close()
+    assert committed(meter_settings, group) == 0
+    # the restart re-consumes from the committed offset, in differently composed batches
+    second = SinkConsumer(meter_settings, BatchWriter(sink_store, max_rows=4), group_id=group)
+    try:
+        drain(second, len(records))
+        second.commit(second.write())
+    finally:
+        second.close()
+    client = sink_store.client()
+    assert second.metrics.rows_written["usage_snapshots"] == len(records) - 1  # all rewritten
+    raw, keys = client.query("SELECT count(), uniqExact(workspace_id, metric) "
+                             "FROM meter.usage_snapshots").result_rows[0]
+    assert raw > keys  # the rows are in the store more than once (unmerged) ...
+    assert numbers(client) == EXPECTED  # ... and no number changed
+    assert client.query("SELECT count() FROM meter.crossings").result_rows == [(1,)]
+
+
+def test_the_sink_waits_for_a_locked_store_and_then_resumes(
+        meter_settings: Settings, sink_store: StoreHandle) -> None:
+    path = meter_settings.chdb_data_path
+    path.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import clickhouse_connect, sys\n"
+         f"c = clickhouse_connect.get_client(dsn='chdb://{Path(path).resolve()}')\n"
+         "print('held', flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        records = workload()
+        produce(meter_settings, records)
+        group = f"sink-{uuid.uuid4().hex[:8]}"
+        writer = BatchWriter(sink_store, max_rows=1000, max_delay_s=0.1,
+                             backoff=Backoff(initial_s=0.05, max_s=0.2))
+        sink = SinkConsumer(meter_settings, writer, group_id=group)
+        thread = threading.Thread(target=sink.run, daemon=True)
+        thread.start()
+        wait_for(lambda: writer.metrics.insert_retries >= 3, "the sink to retry")
+        assert committed(meter_settings, group) == 0
+        assert writer.metrics.rows_written == {}
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # the other process lets go of the store
+        holder.wait(timeout=60)
+    try:
+        wait_for(lambda: committed(meter_settings, group) == len(records) - 1, "the commit")
+    finally:
+        sink.stop.set()
+        thread.join(timeout=60)
+    assert numbers(sink_store.client()) == EXPECTED

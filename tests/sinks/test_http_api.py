@@ -1,0 +1,121 @@
+"""The sink's HTTP side: health, readiness, metrics, and the read API the CLI uses."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from meter.settings import Settings
+from sinks.history import CycleNotFound
+from sinks.http_api import ReadService, make_server, serve_in_thread
+from sinks.metrics import SinkMetrics
+from sinks.reads import RemoteReads
+from sinks.shape import parse_time
+from sinks.store import StoreHandle
+from sinks.writer import BatchWriter
+
+JAN, FEB, MAR = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (1, 2, 3))
+
+
+def rec(start: int, end: int, metric: str, value: int, version: int,
+        ws: str = "w1") -> dict[str, Any]:
+    return {"workspace_id": ws, "cycle_start": start, "cycle_ends_at": end, "plan": None,
+            "dimension": "totals", "key": "", "metric": metric, "value": value,
+            "version": version, "emitted_at": 0}
+
+
+@pytest.fixture
+def api(store: StoreHandle, writer: BatchWriter) -> Iterator[str]:
+    writer.add("usage.aggregates", rec(JAN, FEB, "ai_tokens", 10, 1))
+    writer.add("usage.aggregates", rec(FEB, MAR, "ai_tokens", 25, 2))
+    writer.add("usage.aggregates", rec(FEB, MAR, "commands", 3, 3, ws="x' OR 1=1 --"))
+    writer.flush()
+    read_store = StoreHandle(store.settings)
+    server = make_server("127.0.0.1", 0, ReadService(read_store, writer.metrics))
+    serve_in_thread(server)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        read_store.close()
+
+
+def test_health_readiness_and_metrics(api: str) -> None:
+    assert httpx.get(api + "/healthz").status_code == 200
+    assert httpx.get(api + "/readyz").status_code == 200
+    metrics = httpx.get(api + "/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert 'meter_sink_rows_written_total{table="usage_snapshots"} 3' in metrics.text
+    assert "meter_sink_batches_total 1" in metrics.text
+
+
+def test_readiness_is_false_while_the_store_cannot_be_reached(tmp_path: Path) -> None:
+    settings = Settings(clickhouse_url="http://127.0.0.1:9/", data_dir=tmp_path)
+    server = make_server("127.0.0.1", 0, ReadService(StoreHandle(settings), SinkMetrics()))
+    serve_in_thread(server)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert httpx.get(base + "/readyz", timeout=30).status_code == 503
+        assert httpx.get(base + "/v1/history", params={"workspace": "w1"},
+                         timeout=30).status_code == 503
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_remote_reads_return_history_cycles_and_csv(api: str) -> None:
+    reads = RemoteReads(api)
+    try:
+        cycles = reads.history("w1")
+        assert [(c["cycle_start"], c["status"], c["totals"]["ai_tokens"]) for c in cycles] == [
+            ("2025-01-01T00:00:00Z", "provisional", 10),
+            ("2025-02-01T00:00:00Z", "provisional", 25)]
+        assert reads.cycle("w1", JAN)["totals"]["ai_tokens"] == 10
+        with pytest.raises(CycleNotFound):
+            reads.cycle("w1", JAN + 1)
+        evil = reads.history("x' OR 1=1 --")
+        assert [c["totals"]["commands"] for c in evil] == [3]
+        rows = list(csv.reader(io.StringIO(reads.csv("w1", cycle_start=FEB), newline="")))
+        assert {r[1] for r in rows[1:]} == {"2025-02-01T00:00:00Z"}
+    finally:
+        reads.close()
+
+
+def test_bad_parameters_are_400(api: str) -> None:
+    assert httpx.get(api + "/v1/history").status_code == 400
+    assert httpx.get(api + "/v1/history", params={"workspace": "w1", "cycles": "0"}
+                     ).status_code == 400
+    assert httpx.get(api + "/v1/cycle", params={"workspace": "w1", "cycle": "soon"}
+                     ).status_code == 400
+
+
+def test_the_cli_reads_through_the_sink_that_owns_the_store(api: str, store: StoreHandle,
+                                                            tmp_path: Path) -> None:
+    port = api.rsplit(":", 1)[1]
+    env = {**os.environ, "METER_SINK_PORT": port, "COLUMNS": "200",
+           "METER_CHDB_PATH": str(store.settings.chdb_path)}
+    env.pop("METER_CLICKHOUSE_URL", None)
+    target = tmp_path / "w1.csv"
+    meter = [str(Path(sys.executable).parent / "meter")]
+    shown = subprocess.run([*meter, "history", "w1", "--csv", str(target)], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "2025-02-01T00:00:00Z" in shown.stdout and "25" in shown.stdout
+    assert target.read_bytes().startswith(b"workspace_id,cycle_start,")
+    current = subprocess.run([*meter, "usage", "w1"], env=env, capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert current.returncode == 0, current.stderr
+    assert "2025-02-01T00:00:00Z" in current.stdout
+    missing = subprocess.run([*meter, "usage", "nobody"], env=env, capture_output=True,
+                             text=True, timeout=120, check=False)
+    assert missing.returncode == 2 and "no usage recorded" in missing.stderr
