@@ -29,7 +29,6 @@ from typing import NamedTuple
 from aiohttp import web
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from streams.core.quotas import PRUNE_TARGET_PERCENT
 from alerting.channels import Channels, Prepared
 from alerting.config import AlertingConfig
 from alerting.crossing import Crossing
@@ -46,6 +45,7 @@ from alerting.smtp_client import SmtpConfig
 from schemas.codec import decode_event, decode_record, encode_record
 from schemas.events import AlertSettingsEvent, PlanEvent
 from schemas.validation import InvalidEvent
+from streams.core.quotas import PRUNE_TARGET_PERCENT
 
 log = logging.getLogger("meter.alerts")
 

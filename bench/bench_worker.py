@@ -32,10 +32,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from meter.workload import Workload, generate_events
 from deploy import kafka_local
 from deploy.topics import create_topics
 from meter.settings import Settings, load_settings
+from meter.workload import Workload, generate_events
 from schemas.codec import encode_event, topic_of
 from schemas.registry import default_registry
 from streams.app import INPUT_TOPICS
@@ -267,7 +267,7 @@ def phase_rss(bootstrap: str, tmp: Path, workspaces: int, out: dict[str, Any]) -
     produce_backlog(settings, wl)
     with worker(settings, tmp / "worker-rss.log") as (proc, port):
         wait_committed(settings, proc, timeout_s=1800)
-        out["worker_rss_mb_%d_workspaces" % workspaces] = round(rss_mb(proc.pid))
+        out[f"worker_rss_mb_{workspaces}_workspaces"] = round(rss_mb(proc.pid))
         proc.terminate()
         proc.wait(60)
     shutil.rmtree(settings.data_dir / "faust", ignore_errors=True)  # recover from changelog
@@ -279,7 +279,7 @@ def phase_rss(bootstrap: str, tmp: Path, workspaces: int, out: dict[str, Any]) -
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             time.sleep(0.1)
-        out["recovery_s_from_changelog_%d_workspaces" % workspaces] = round(
+        out[f"recovery_s_from_changelog_{workspaces}_workspaces"] = round(
             time.perf_counter() - started, 1)
 
 

@@ -1,7 +1,7 @@
 """Where the dashboard reads usage, history and alerts (I/O).
 
 - ``StoreSource``: the store itself (a ClickHouse server by URL, or the embedded chDB
-  path) through ``sinks.history`` and ``dashboard.queries``.
+  path) through ``sinks.history`` and ``sinks.timeline``.
 - ``SinkSource``: a running sink's HTTP read API (``sinks.http_api``). chDB lets one
   process own a data path, so while ``meter sink`` runs on the embedded store this is
   the only way in. History, cycles and CSV come from it; the workspace list
@@ -21,12 +21,12 @@ from typing import Any, Literal, Protocol, TypeVar
 import httpx
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from dashboard.queries import Queries
 from meter.settings import Settings
 from sinks.history import DEFAULT_CYCLES, CycleNotFound, HistoryReader
 from sinks.reads import LocalReads, RemoteReads, sink_is_serving, sink_url
 from sinks.shape import parse_time
 from sinks.store import StoreHandle, StoreUnavailable, describe
+from sinks.timeline import Queries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

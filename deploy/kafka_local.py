@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from meter.errors import UserError
 from meter.settings import Settings
@@ -181,8 +182,9 @@ def metadata_ok(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when the broker answers a metadata request (being ready, not just listening)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                         "logger": _silent_logger()})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0,
+                              "logger": _silent_logger()}
+    admin = AdminClient(config)
     try:
         admin.list_topics(timeout=timeout_s)
     except Exception:
@@ -274,7 +276,8 @@ def start(settings: Settings, progress: Progress = _noop, timeout_s: float = 90.
         time.sleep(0.25)
     _terminate(proc.pid, grace_s=10)
     paths.pid_file.unlink(missing_ok=True)
-    raise KafkaStartError(f"the broker did not answer within {timeout_s:.0f} s.\n" + log_tail(paths))
+    raise KafkaStartError(
+        f"the broker did not answer within {timeout_s:.0f} s.\n" + log_tail(paths))
 
 
 def _terminate(pid: int, grace_s: float) -> bool:

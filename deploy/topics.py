@@ -51,7 +51,7 @@ def create_topics(
     definition is an error: co-partitioning (and so per-workspace order) depends on it.
     """
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     try:

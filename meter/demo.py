@@ -215,7 +215,8 @@ def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool
             console.print("Running until Ctrl-C.")
             while all(s.proc is not None and s.proc.poll() is None for s in run.services):
                 time.sleep(1)
-            dead = [s.name for s in run.services if s.proc is not None and s.proc.poll() is not None]
+            dead = [s.name for s in run.services
+                    if s.proc is not None and s.proc.poll() is not None]
             raise UserError(f"{', '.join(dead)} stopped; logs in {run_dir / 'logs'}")
     except KeyboardInterrupt:
         console.print("\nstopping (Ctrl-C)")

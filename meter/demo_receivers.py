@@ -21,7 +21,7 @@ class Inbox:
     messages: list[tuple[list[str], str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         from email import message_from_bytes
 
         message = message_from_bytes(envelope.content)
@@ -61,7 +61,7 @@ class WebhookReceiver:
         log, verifiers = self.log, {ws: Webhook(s) for ws, s in secrets.items()}
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 workspace = self.path.rstrip("/").rsplit("/", 1)[-1]
                 verifier = verifiers.get(workspace)

@@ -7,7 +7,7 @@ a wrong value fails with the setting's environment name and what is wrong, see
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class StalePolicy(str, Enum):
+class StalePolicy(StrEnum):
     """What hard quotas answer when the check API's view is too old."""
 
     FAIL_OPEN = "fail_open"
@@ -40,7 +40,8 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="bootstrap servers")
-    kafka_partitions: int = Field(default=4, ge=1, description="partitions of co-partitioned topics")
+    kafka_partitions: int = Field(default=4, ge=1,
+                                  description="partitions of co-partitioned topics")
     kafka_replication: int = Field(default=1, ge=1)
     kafka_version: str = Field(default="4.4.0", description="Apache Kafka version for deploy/")
     kafka_controller_port: int = Field(default=0, ge=0, le=65535,

@@ -58,10 +58,11 @@ def read_all(settings: Settings, base: str, timeout_s: float = 30.0
             for msg in consumer.consume(1000, 0.5):
                 if msg.error() is not None:
                     continue
-                tp = (msg.topic(), msg.partition())
-                if msg.value() is not None and msg.offset() < ends[tp]:
-                    out.append((msg.key(), decode_record(msg.value())[1]))
-                if msg.offset() + 1 >= ends[tp]:
+                tp = (str(msg.topic()), int(msg.partition() or 0))
+                offset, value = int(msg.offset() or 0), msg.value()
+                if value is not None and offset < ends[tp]:
+                    out.append((msg.key(), decode_record(value)[1]))
+                if offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
         consumer.close()

@@ -7,6 +7,8 @@ GET /v1/history?workspace=W[&cycles=N]          {"workspace_id", "cycles": [cycl
 GET /v1/cycle?workspace=W&cycle=START           {"workspace_id", "cycle": cycle}
 GET /v1/usage?workspace=W                       {"workspace_id", "cycle": cycle | null}
 GET /v1/history.csv?workspace=W[&cycles=N | &cycle=START]   text/csv (sinks.csv_export)
+GET /v1/workspaces?limit=N[&offset=M]           {"workspaces": [{"workspace_id", "cycle_start"}]}
+GET /v1/alerts?workspace=W&cycle=START          {"crossings": [...], "deliveries": [...]}
 
 Each cycle is the usage.json cycle object plus ``cycle_start`` and ``status``.
 START is ``YYYY-MM-DDTHH:MM:SSZ`` or epoch ms. Reads use their own client on the
@@ -27,8 +29,9 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from sinks.history import DEFAULT_CYCLES, CycleNotFound, HistoryReader
 from sinks.metrics import SinkMetrics
 from sinks.reads import LocalReads
-from sinks.shape import parse_time
+from sinks.shape import iso, parse_time
 from sinks.store import StoreHandle, StoreUnavailable
+from sinks.timeline import Queries
 
 log = logging.getLogger(__name__)
 MAX_CYCLES = 120
@@ -48,6 +51,9 @@ class ReadService:
 
     def reads(self) -> LocalReads:
         return LocalReads(HistoryReader(self.store.client(), self.store.database))
+
+    def timeline(self) -> Queries:
+        return Queries(self.store.client(), self.store.database)
 
     def ready(self) -> bool:
         with self.lock:
@@ -93,6 +99,17 @@ class ReadService:
                     ws = one("workspace")
                     found = self.reads().history(ws, 1)
                     return _json(200, {"workspace_id": ws, "cycle": found[0] if found else None})
+                if path == "/v1/workspaces":
+                    limit, offset = one("limit", "50"), one("offset", "0")
+                    if not (limit.isdigit() and offset.isdigit()) or not 1 <= int(limit) <= 1000:
+                        raise BadRequest("limit must be 1..1000 and offset a whole number")
+                    listed = self.timeline().workspaces(int(limit), int(offset))
+                    return _json(200, {"workspaces": [
+                        {"workspace_id": ws, "cycle_start": iso(cycle_start)}
+                        for ws, cycle_start in listed]})
+                if path == "/v1/alerts":
+                    crossings, deliveries = self.timeline().alerts(one("workspace"), start())
+                    return _json(200, {"crossings": crossings, "deliveries": deliveries})
                 if path == "/v1/history.csv":
                     ws = one("workspace")
                     cycle_start = start() if "cycle" in query else None

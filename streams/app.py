@@ -38,7 +38,8 @@ INPUT_TOPICS = (*RAW_USAGE_TOPICS, "quota.plans", "quota.topups")
 BATCH_MAX = 5000
 BATCH_WITHIN_S = 0.3  # the most a lone event waits for its batch (crossing latency)
 HEARTBEAT_INTERVAL_S = 5.0
-SNAPSHOT_INTERVAL_S = 1.0  # usage.aggregates and quota.state of changed workspaces
+SNAPSHOT_INTERVAL_S = 1.0
+LAG_INTERVAL_S = 2.0  # usage.aggregates and quota.state of changed workspaces
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -86,7 +87,7 @@ def create_app(settings: Settings) -> faust.App:
     state: dict[str, Any] = {"ready": False}
 
     @app.agent(inputs)
-    async def meter(stream: faust.StreamT[bytes]) -> None:
+    async def meter(stream: Any) -> None:  # a faust.Stream; its stubs lack take_events
         async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
             by_msg = {}
             raw = []
@@ -123,7 +124,7 @@ def create_app(settings: Settings) -> faust.App:
         "compression.type": "lz4", "client.id": f"{app_id}-snapshots",
     })
 
-    @app.timer(interval=SNAPSHOT_INTERVAL_S)
+    @app.timer(interval=SNAPSHOT_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def snapshots() -> None:
         for out in processor.take_snapshots():
             while True:
@@ -134,15 +135,27 @@ def create_app(settings: Settings) -> faust.App:
                     snapshot_producer.poll(0.05)
         snapshot_producer.poll(0)
 
-    @app.on_before_shutdown.connect
-    async def flush_snapshots(app: faust.App, **_: Any) -> None:
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def flush_snapshots(app: Any, *_: Any, signal: Any, **__: Any) -> None:
         snapshot_producer.flush(10)
+
+    @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def refresh_lag() -> None:
+        lag: dict[str, int] = {}
+        for tp in app.consumer.assignment():
+            if tp.topic not in inputs.topics:
+                continue
+            position = await app.consumer.position(tp)
+            highwater = app.consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                lag[f"{tp.topic}:{tp.partition}"] = max(0, highwater - position)
+        metrics.lag = lag
 
     heartbeat_topic = settings.topic("quota.state")
     heartbeat_key = HEARTBEAT_KEY_PREFIX + app_id.encode()
     heartbeats = {"seq": 0}
 
-    @app.timer(interval=HEARTBEAT_INTERVAL_S)
+    @app.timer(interval=HEARTBEAT_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def heartbeat() -> None:
         # The check API measures staleness from the newest record or heartbeat it saw.
         heartbeats["seq"] += 1
@@ -151,15 +164,17 @@ def create_app(settings: Settings) -> faust.App:
                                 encode_record("quota.state", record),
                                 partition=None, timestamp=None, headers=None)
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's stubs are too narrow
+    async def on_assigned(app: Any, *args: Any, signal: Any, **_: Any) -> None:
+        assigned: set[Any] = args[0]  # signal handlers get (sender, assigned)
         mine = sorted({tp.partition for tp in assigned if tp.topic in inputs.topics})
         log.info("worker %s owns partitions %s of %d input topics", app.conf.id, mine,
                  len(INPUT_TOPICS))
         state["ready"] = True
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: Any, *args: Any, signal: Any, **_: Any) -> None:
+        revoked: set[Any] = args[0]
         processor.drop_partitions({tp.partition for tp in revoked})
 
     @app.page("/metrics")
@@ -179,7 +194,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def _write_entry(table: faust.Table, key: bytes, value: bytes, event: EventT) -> None:
+def _write_entry(table: Any, key: bytes, value: bytes, event: EventT[Any]) -> None:
     """Write one workspace's entry as if from inside the iteration of its last event.
 
     Faust's table (changelog partition) and its RocksDB store (local partition) both

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 
 @dataclass
@@ -15,10 +16,11 @@ class WorkerMetrics:
     crossings: int = 0  # threshold crossings emitted
     aggregate_rows: int = 0  # usage.aggregates rows emitted
     batches: int = 0
-    # topic partition -> consumer lag (high watermark - committed), refreshed by the app
+    # "topic:partition" -> records behind the end (high watermark - position), refreshed
+    # every few seconds by the app
     lag: dict[str, int] = field(default_factory=dict)
 
-    _HELP = {
+    _HELP: ClassVar[dict[str, str]] = {
         "processed": "Events applied to the metering core",
         "deduplicated": "Duplicate events dropped (S6)",
         "redelivered": "Redelivered offsets skipped by the offset fence",
@@ -32,7 +34,7 @@ class WorkerMetrics:
     def render(self, prefix: str = "meter_worker") -> str:
         lines = []
         for f in fields(self):
-            if f.name == "lag":
+            if f.name not in self._HELP:
                 continue
             name = f"{prefix}_{f.name}_total"
             lines += [f"# HELP {name} {self._HELP[f.name]}", f"# TYPE {name} counter",

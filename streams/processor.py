@@ -106,7 +106,9 @@ class BatchProcessor:
         self._clock_ms = clock_ms
 
     def base_topic(self, topic: str) -> str:
-        return topic[len(self._prefix):] if self._prefix and topic.startswith(self._prefix) else topic
+        if self._prefix and topic.startswith(self._prefix):
+            return topic[len(self._prefix):]
+        return topic
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         """Forget cached entries of partitions this worker no longer owns."""
@@ -171,8 +173,8 @@ class BatchProcessor:
                     self._deadletter(msg, base, outcome.reason or "invalid_value",
                                      outcome.detail or "", now_ms))
             for crossing in outcome.crossings:
-                result.outputs.append(OutputRecord(
-                    "quota.thresholds", key, encode_record("quota.thresholds", crossing.to_record())))
+                value = encode_record("quota.thresholds", crossing.to_record())
+                result.outputs.append(OutputRecord("quota.thresholds", key, value))
                 metrics.crossings += 1
             for prune in outcome.prune_requests:
                 result.outputs.append(OutputRecord(

@@ -129,8 +129,8 @@ class QuotaStateView:
                     if msg.error() is not None:
                         continue
                     self.apply(msg.key(), msg.value())
-                    p = msg.partition()
-                    if p in pending and msg.offset() + 1 >= ends[p]:
+                    p, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+                    if p in pending and offset + 1 >= ends[p]:
                         pending.discard(p)
                         if not pending:
                             self._caught_up.set()

@@ -42,10 +42,10 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_worker(settings: Settings, log: Path, data_dir: Path | None = None
-                   ) -> Iterator[subprocess.Popen[bytes]]:
+def running_worker(settings: Settings, log: Path, data_dir: Path | None = None,
+                   web_port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A `meter worker` subprocess; stopped with SIGTERM (or already killed) on exit."""
-    env = worker_env(settings, free_port())
+    env = worker_env(settings, web_port or free_port())
     if data_dir is not None:
         env["METER_DATA_DIR"] = str(data_dir)
     with log.open("ab") as out:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -25,6 +26,7 @@ from tests.streams.harness import (
     differences,
     end_offsets,
     flatten_usage,
+    free_port,
     latest_aggregates,
     parse_utc,
     produce_raw,
@@ -133,12 +135,23 @@ def test_stream_totals_and_breakdowns_equal_the_replay(
     assert ids(crossings), "the fixed-limit workspaces crossed nothing: the test proves nothing"
 
 
-def test_quota_state_holds_every_quota_of_each_workspace(
+def test_quota_state_and_worker_metrics_after_a_run(
     meter_settings: Settings, acceptance_dir: Path, tmp_path: Path
 ) -> None:
     publish_lines(meter_settings, _case_lines(acceptance_dir, ("jump_70_to_101",)))
-    with running_worker(meter_settings, tmp_path / "worker.log") as proc:
+    port = free_port()
+    with running_worker(meter_settings, tmp_path / "worker.log", web_port=port) as proc:
         wait_caught_up(meter_settings, proc=proc)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # lag is refreshed on a timer
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            if "consumer_lag{" in metrics:
+                break
+            time.sleep(0.5)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+    assert ready.status_code == 200
+    assert "meter_worker_crossings_total 3" in metrics
+    assert 'meter_worker_consumer_lag{topic="' in metrics
     latest: dict[str, dict[str, Any]] = {}
     for _, record in read_topic(meter_settings, "quota.state"):
         if record["workspace_id"]:  # heartbeats have none
@@ -189,7 +202,8 @@ def test_bad_bytes_and_invalid_events_are_dead_lettered_and_good_ones_counted(
     originals = {r["original"] for r in letters}
     assert b"not avro at all" in originals
     stream = latest_aggregates(r for _, r in read_topic(meter_settings, "usage.aggregates"))
-    commands = [v for k, v in stream.items() if k[0] == "wd" and k[2:] == ("totals", "", "commands")]
+    commands = [v for k, v in stream.items()
+                if k[0] == "wd" and k[2:] == ("totals", "", "commands")]
     assert commands == [3]
 
 

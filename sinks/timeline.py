@@ -1,4 +1,4 @@
-"""SQL the dashboard needs beyond sinks.history: the workspace list and the alert timeline.
+"""Reads beyond history: the workspace list and the alert timeline (dashboard, sink API).
 
 Parameterized only (``{ws:String}``); tables are those of ``sinks.ddl``
 (``usage_snapshots``, ``threshold_crossings``, ``alert_deliveries``), read with
