@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from alerting.crossing import Crossing
 from alerting.directory import WorkspaceChannels
 from alerting.http_client import HttpSender
 from alerting.records import Channel, target_of
@@ -24,6 +23,7 @@ from alerting.retry import AttemptResult
 from alerting.signing import InvalidSecret, parse_secrets, sign_headers
 from alerting.smtp_client import SmtpConfig, send_email
 from alerting.url_safety import UnsafeUrl
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 Send = Callable[[], Awaitable[AttemptResult]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
-from alerting.crossing import Crossing
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 QUOTA_LABELS: Final[dict[str, str]] = {
     "machines": "Registered machines",

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, NamedTuple, TypeVar
 
-from alerting.crossing import Crossing
 from schemas.events import THRESHOLDS, Mute
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from alerting.crossing import Crossing
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 Channel = Literal["email", "slack", "webhook"]
 CHANNELS: Final[tuple[Channel, ...]] = ("email", "slack", "webhook")

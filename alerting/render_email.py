@@ -7,8 +7,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from html import escape
 
-from alerting.crossing import Crossing
 from alerting.facts import AlertFacts, facts_of
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 ALERT_ID_HEADER = "X-Meter-Alert-Id"
 

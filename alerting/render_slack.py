@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerting.crossing import Crossing
 from alerting.facts import facts_of
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 
 def _mrkdwn_escape(text: str) -> str:

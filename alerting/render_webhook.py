@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from alerting.crossing import Crossing
 from alerting.facts import DECISION_AT_LIMIT, format_time, percent_of
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 BODY_KEYS: Final = ("quota", "threshold", "current", "cycle_ends_at", "alert_id",
                     "workspace_id", "limit", "cycle_start", "crossed_at", "enforcement",

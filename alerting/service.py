@@ -31,7 +31,6 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from alerting.channels import Channels, Prepared
 from alerting.config import AlertingConfig
-from alerting.crossing import Crossing
 from alerting.directory import Directory, WorkspaceChannels
 from alerting.http_client import HttpSender
 from alerting.kafka_io import AckedProducer, TopicTail, consumer_config
@@ -46,6 +45,7 @@ from schemas.codec import decode_event, decode_record, encode_record
 from schemas.events import AlertSettingsEvent, PlanEvent
 from schemas.validation import InvalidEvent
 from streams.core.quotas import PRUNE_TARGET_PERCENT
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 log = logging.getLogger("meter.alerts")
 

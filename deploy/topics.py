@@ -6,6 +6,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from meter.errors import UserError
 from meter.settings import Settings
@@ -42,6 +43,28 @@ def topic_specs(settings: Settings, path: Path = TOPICS_FILE) -> list[TopicSpec]
     return specs
 
 
+def existing_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, Any]:
+    """Real topic name -> its metadata; a ``UserError`` saying what to do when Kafka is down."""
+    import logging
+
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    quiet = logging.getLogger("meter.kafka.admin")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "logger": quiet}
+    admin = AdminClient(config)
+    try:
+        topics: dict[str, Any] = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise UserError(
+            f"Kafka at {settings.kafka_bootstrap} does not answer ({exc.args[0].str()}): "
+            "start it with `meter kafka start` or set METER_KAFKA_BOOTSTRAP."
+        ) from None
+    return topics
+
+
 def create_topics(
     settings: Settings, progress: Callable[[str], None] = lambda _: None, timeout_s: float = 30.0
 ) -> list[str]:
@@ -53,14 +76,8 @@ def create_topics(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+    existing = existing_topics(settings, timeout_s)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise UserError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); "
-            "start it with `meter kafka start` or set METER_KAFKA_BOOTSTRAP."
-        ) from None
     specs = topic_specs(settings)
     for spec in specs:
         real = settings.topic(spec.name)

@@ -7,7 +7,6 @@ is sent, and through ``schemas.publisher`` (idempotent, acks=all, murmur2_random
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import sys
 import time
@@ -34,21 +33,9 @@ console = Console(stderr=True)
 
 def require_topics(settings: Settings, bases: list[str], timeout_s: float = 10.0) -> None:
     """Fail with what to do when the broker does not answer or a topic is missing."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
+    from deploy.topics import existing_topics
 
-    quiet = logging.getLogger("meter.events.kafka")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "logger": quiet}
-    admin = AdminClient(conf)
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise UserError(
-            f"Kafka at {settings.kafka_bootstrap} does not answer ({exc.args[0].str()}): start it "
-            "with `meter kafka start` or set METER_KAFKA_BOOTSTRAP"
-        ) from None
+    existing = existing_topics(settings, timeout_s)
     missing = [settings.topic(b) for b in bases if settings.topic(b) not in existing]
     if missing:
         raise UserError(f"topics missing: {', '.join(missing)}: run `meter topics create`")

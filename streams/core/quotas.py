@@ -12,6 +12,7 @@ is a single comparison ``used >= fire_at``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 from schemas.events import QUOTAS, THRESHOLDS, Limits
@@ -75,6 +76,16 @@ class ThresholdCrossing(NamedTuple):
     def to_record(self) -> dict[str, Any]:
         """The ``quota.thresholds`` record (times as int epoch ms)."""
         return self._asdict()
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ThresholdCrossing:
+        """From a decoded ``quota.thresholds`` dict; ``KeyError``/``TypeError`` if off."""
+        values = {name: record[name] for name in cls._fields}
+        for name in ("threshold", "arm", "current", "limit", "cycle_start", "cycle_ends_at",
+                     "crossed_at"):
+            if type(values[name]) is not int:
+                raise TypeError(f"{name}: expected an integer, got {values[name]!r}")
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         """The ``thresholds.jsonl`` object (times ``YYYY-MM-DDTHH:MM:SSZ``)."""

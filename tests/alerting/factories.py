@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from alerting.crossing import Crossing
 from alerting.facts import DECISION_AT_LIMIT, format_time
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 CYCLE_START = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000)
 CYCLE_ENDS = int(datetime(2025, 2, 1, tzinfo=UTC).timestamp() * 1000)

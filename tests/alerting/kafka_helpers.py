@@ -12,12 +12,12 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from alerting.config import AlertingConfig
-from alerting.crossing import Crossing
 from alerting.kafka_io import consumer_config, producer_config
 from alerting.service import AlertService
 from meter.settings import Settings
 from schemas.codec import decode_record, encode_event, encode_record
 from schemas.events import UNLIMITED, AlertSettingsEvent, Limits, Mute, PlanEvent
+from streams.core.quotas import ThresholdCrossing as Crossing
 
 
 def publish(settings: Settings, base_topic: str, items: Sequence[tuple[str, bytes | None]]) -> None:

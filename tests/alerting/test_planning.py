@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from alerting.crossing import Crossing
 from alerting.planning import Action, CollapsePlanner
 from schemas.events import Mute
+from streams.core.quotas import ThresholdCrossing as Crossing
 from tests.alerting.factories import crossing, event_crossings
 
 

@@ -1,0 +1,375 @@
+"""Shared pieces of the fault-injection suite: workloads, the expected numbers from
+`meter replay`'s code path, what the stream produced, and the result table each test prints.
+
+Nothing here mocks Kafka or ClickHouse: the tests run real brokers and real `meter`
+subprocesses (see ``tests/streams/harness.py``) and only read what they wrote.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Producer
+
+from meter.settings import Settings
+from meter.workload import Drive, Workload, generate_lines
+from schemas.codec import encode_event, topic_of
+from schemas.jsonl import parse_line
+from schemas.validation import InvalidEvent
+from streams.core.replay import Replay
+from tests.streams.harness import (
+    differences,
+    flatten_usage,
+    latest_aggregates,
+    parse_utc,
+    read_topic,
+)
+
+COUNTER_QUOTAS = ("ai_tokens", "schedule_runs", "api_requests_per_cycle")
+DRIVES = (Drive("w0001", "ai_tokens"), Drive("w0002", "schedule_runs"),
+          Drive("w0003", "api_requests_per_cycle"), Drive("w0004", "storage_bytes"))
+
+
+def workload_lines(seed: int, events: int, workspaces: int = 30,
+                   duplicate_rate: float = 0.02, invalid_rate: float = 0.002) -> list[bytes]:
+    """``meter/workload.py`` lines (7 days: one cycle or two adjacent ones per workspace,
+    so S4 closes nothing), driven across thresholds of a few quotas."""
+    wl = Workload(seed=seed, events=events, workspaces=workspaces,
+                  duplicate_rate=duplicate_rate, invalid_rate=invalid_rate, drive=DRIVES)
+    return [line.rstrip(b"\n") for line in generate_lines(wl)]
+
+
+@dataclass
+class Expected:
+    """What `meter replay` makes of a log."""
+
+    lines: int
+    counted: int
+    duplicates: int
+    rejected: int
+    usage: dict[str, Any]
+    crossings: list[dict[str, Any]]
+
+    @property
+    def flat(self) -> dict[tuple[Any, ...], int | None]:
+        return flatten_usage(self.usage)
+
+
+def expected_of(lines: Sequence[bytes]) -> Expected:
+    crossings: list[dict[str, Any]] = []
+    replay = Replay(now_ms=None, on_crossing=lambda c: crossings.append(c.to_record()),
+                    on_deadletter=lambda _: None)
+    replay.feed(lines)
+    usage = replay.finish()
+    s = replay.stats
+    return Expected(s.lines, s.counted, s.duplicates, s.rejected, usage, crossings)
+
+
+def valid_events(lines: Sequence[bytes]) -> list[tuple[str, bytes, bytes]]:
+    """(base topic, key, Avro value) of every valid line, in line order."""
+    out = []
+    for line in lines:
+        try:
+            event = parse_line(line, now_ms=None)
+        except InvalidEvent:
+            continue
+        out.append((topic_of(event), event.workspace_id.encode(), encode_event(event)))
+    return out
+
+
+def fixed_limit_keys(lines: Sequence[bytes]) -> set[tuple[str, str]]:
+    """(workspace, counter quota) whose limits never change after usage arrives: no top-up
+    of that quota, and the workspace's plans all come before its first usage line.
+    For these S1 makes the set of alert ids the same in every order."""
+    topped: set[tuple[str, str]] = set()
+    late_plan: set[str] = set()
+    used: set[str] = set()
+    workspaces: set[str] = set()
+    for line in lines:
+        try:
+            event = parse_line(line, now_ms=None)
+        except InvalidEvent:
+            continue
+        ws = event.workspace_id
+        workspaces.add(ws)
+        kind = type(event).__name__
+        if kind == "TopupEvent":
+            topped.add((ws, event.quota))  # type: ignore[attr-defined]
+        elif kind == "PlanEvent":
+            if ws in used:
+                late_plan.add(ws)
+        elif kind != "AlertSettingsEvent":
+            used.add(ws)
+    return {(ws, q) for ws in workspaces for q in COUNTER_QUOTAS
+            if ws not in late_plan and (ws, q) not in topped}
+
+
+class PacedProducer(threading.Thread):
+    """Produces (topic, key, value) at a fixed rate on a background thread, with an
+    idempotent librdkafka producer that retries through broker outages."""
+
+    def __init__(self, settings: Settings, records: Sequence[tuple[str, bytes, bytes]],
+                 rate_per_s: float) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.records = records
+        self.rate = rate_per_s
+        self.sent = 0
+        self.acked = 0
+        self.failed: list[str] = []
+        self._lock = threading.Lock()
+
+    def _report(self, err: Any, _msg: Any) -> None:
+        with self._lock:
+            if err is None:
+                self.acked += 1
+            else:
+                self.failed.append(str(err))
+
+    def run(self) -> None:
+        producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                             "partitioner": "murmur2_random", "enable.idempotence": True,
+                             "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                             "message.timeout.ms": 300_000})
+        start = time.monotonic()
+        for i, (topic, key, value) in enumerate(self.records):
+            due = start + i / self.rate
+            while True:
+                now = time.monotonic()
+                if now >= due:
+                    break
+                producer.poll(min(0.05, due - now))
+            while True:
+                try:
+                    producer.produce(self.settings.topic(topic), key=key, value=value,
+                                     on_delivery=self._report)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            self.sent += 1
+            producer.poll(0)
+        remaining = producer.flush(300)
+        if remaining:
+            self.failed.append(f"{remaining} records never acknowledged")
+
+    @property
+    def done(self) -> bool:
+        return not self.is_alive()
+
+
+def produce_all(settings: Settings, records: Sequence[tuple[str, bytes, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "partitioner": "murmur2_random", "enable.idempotence": True,
+                         "linger.ms": 5, "compression.type": "lz4"})
+    for n, (topic, key, value) in enumerate(records, 1):
+        while True:
+            try:
+                producer.produce(settings.topic(topic), key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if n % 5000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A worker's /metrics counters: name -> value (labels kept in the name)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def worker_counted(metrics: dict[str, float]) -> int:
+    return int(metrics.get("meter_worker_processed_total", 0)
+               - metrics.get("meter_worker_deduplicated_total", 0)
+               - metrics.get("meter_worker_late_total", 0))
+
+
+def owned_partitions(log: Path) -> list[int] | None:
+    """The partitions the worker logged it owns after its latest assignment."""
+    found = re.findall(rb"owns partitions \[([0-9, ]*)\]", log.read_bytes())
+    if not found:
+        return None
+    return [int(p) for p in found[-1].replace(b" ", b"").split(b",") if p]
+
+
+@dataclass
+class StreamOutput:
+    aggregates: dict[tuple[Any, ...], int | None]
+    crossings: list[dict[str, Any]]
+
+
+def stream_output(settings: Settings) -> StreamOutput:
+    rows = [r for _, r in read_topic(settings, "usage.aggregates", timeout_s=60)]
+    crossings = [r for _, r in read_topic(settings, "quota.thresholds", timeout_s=60)]
+    return StreamOutput(latest_aggregates(rows), crossings)
+
+
+def crossing_problems(crossings: list[dict[str, Any]], expected: Expected,
+                      fixed: set[tuple[str, str]]) -> list[str]:
+    """S1/S9 against the replay: soundness, one crossing per id, every threshold the final
+    usage satisfies fired, and the exact id set for counter quotas with fixed limits."""
+    problems: list[str] = []
+    by_id: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+    for c in crossings:
+        if c["current"] * 100 < c["threshold"] * c["limit"]:
+            problems.append(f"unsound crossing {c['alert_id']}: {c['current']}/{c['limit']}")
+        by_id[c["alert_id"]].add((c["workspace_id"], c["cycle_start"], c["quota"],
+                                  c["threshold"], c["arm"]))
+    problems += [f"alert id {k} stands for {len(v)} crossings" for k, v in by_id.items()
+                 if len(v) > 1]
+    fired = {(c["workspace_id"], c["cycle_start"], c["quota"], c["threshold"])
+             for c in crossings}
+    for ws, body in expected.usage["workspaces"].items():
+        for start_text, cycle in body["cycles"].items():
+            start = parse_utc(start_text)
+            for quota, limit in cycle["limits"].items():
+                if limit is None or quota == "api_requests_per_minute":
+                    continue
+                used = cycle["totals"][quota]
+                for t in (80, 95, 100):
+                    if used * 100 >= t * limit and (ws, start, quota, t) not in fired:
+                        problems.append(f"never fired: {ws} {start_text} {quota} {t}")
+
+    def exact(cs: list[dict[str, Any]]) -> set[str]:
+        return {c["alert_id"] for c in cs if (c["workspace_id"], c["quota"]) in fixed}
+
+    got, want = exact(crossings), exact(expected.crossings)
+    problems += [f"missing counter crossing {i}" for i in sorted(want - got)]
+    problems += [f"extra counter crossing {i}" for i in sorted(got - want)]
+    return problems
+
+
+@dataclass
+class Report:
+    """The small table every fault test prints and asserts."""
+
+    name: str
+    events_in: int
+    counted_expected: int
+    counted_stream: int | None = None  # None: not measurable (counters lost with a process)
+    duplicates_injected: int = 0
+    duplicates_removed: int | None = None
+    crossings_expected_exact: int = 0
+    crossings_expected_s1: int = 0
+    crossings_delivered: int = 0
+    rows_expected: int = 0
+    rows_stream: int = 0
+    differed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        def n(v: int | None) -> str:
+            return "n/a" if v is None else f"{v:,}"
+
+        rows = [
+            ("events in (records produced)", f"{self.events_in:,}"),
+            ("events counted: replay / stream", f"{self.counted_expected:,} / "
+                                                f"{n(self.counted_stream)}"),
+            ("duplicates injected / removed", f"{self.duplicates_injected:,} / "
+                                              f"{n(self.duplicates_removed)}"),
+            ("crossings expected (exact ids + S1 rest)",
+             f"{self.crossings_expected_exact:,} + {self.crossings_expected_s1:,}"),
+            ("crossings delivered (distinct ids)", f"{self.crossings_delivered:,}"),
+            ("rows: replay / stream", f"{self.rows_expected:,} / {self.rows_stream:,}"),
+            ("what differed", "nothing" if not self.differed else
+             f"{len(self.differed)}: " + "; ".join(self.differed[:5])),
+        ] + [("note", note) for note in self.notes]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"== {self.name} =="] + [f"{k:<{width}}  {v}" for k, v in rows]
+        return "\n".join(lines)
+
+    def show(self) -> None:
+        print("\n" + self.render(), file=sys.stderr)
+        print("\n" + self.render())
+
+
+def compare(name: str, expected: Expected, stream: StreamOutput, fixed: set[tuple[str, str]],
+            events_in: int, duplicates_injected: int) -> Report:
+    """A report of the stream against the replay (totals, breakdowns, limits, crossings)."""
+    flat = expected.flat
+    diff = differences(stream.aggregates, flat)
+    diff += crossing_problems(stream.crossings, expected, fixed)
+    exact_ids = {c["alert_id"] for c in expected.crossings
+                 if (c["workspace_id"], c["quota"]) in fixed}
+    all_ids = {c["alert_id"] for c in expected.crossings}
+    return Report(name=name, events_in=events_in, counted_expected=expected.counted,
+                  duplicates_injected=duplicates_injected,
+                  crossings_expected_exact=len(exact_ids),
+                  crossings_expected_s1=len(all_ids - exact_ids),
+                  crossings_delivered=len({c["alert_id"] for c in stream.crossings}),
+                  rows_expected=len(flat), rows_stream=len(stream.aggregates), differed=diff)
+
+
+def duplicates_in(records: Sequence[tuple[str, bytes, bytes]]) -> int:
+    """Records whose (topic, key, value) was already produced: repeats S6 must drop."""
+    seen: set[tuple[str, bytes, bytes]] = set()
+    dups = 0
+    for r in records:
+        if r in seen:
+            dups += 1
+        seen.add(r)
+    return dups
+
+
+def wait_for(condition: Any, what: str, timeout_s: float = 120.0, poll_s: float = 0.1,
+             proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait for ``condition()`` (a deadline against hangs, never a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process exited with {proc.returncode} while waiting "
+                                 f"for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(poll_s)
+
+
+def progress(committed: dict[tuple[str, int], int]) -> int:
+    return sum(max(0, v) for v in committed.values())
+
+
+def iter_chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def split_plans(records: Sequence[tuple[str, bytes, bytes]]
+                ) -> tuple[list[tuple[str, bytes, bytes]], list[tuple[str, bytes, bytes]]]:
+    """(plan records, the rest). The workload's plans move cycle anchors; a plan processed
+    after a workspace's first counted event only moves the schedule at the end of the cycle
+    (S3, S12), so the tests let the worker read every plan before any usage arrives."""
+    plans = [r for r in records if r[0] == "quota.plans"]
+    return plans, [r for r in records if r[0] != "quota.plans"]
+
+
+def wait_plans_applied(settings: Settings, proc: subprocess.Popen[bytes],
+                       timeout_s: float = 120.0) -> None:
+    from tests.streams.harness import committed, end_offsets
+
+    group = settings.topic_prefix + settings.worker_id
+    ends = end_offsets(settings, ["quota.plans"])
+    wait_for(lambda: all(committed(settings, group, ends).get(k, -1) >= v
+                         for k, v in ends.items() if v > 0),
+             "the worker to apply every plan", timeout_s=timeout_s, poll_s=0.3, proc=proc)
