@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -135,13 +136,19 @@ def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool
     run_dir = demo_root / f"run-{stamp}"
     run_dir.mkdir(parents=True)
 
-    with console.status("starting Kafka") as status:
-        kafka_local.start(base, progress=lambda msg: status.update(msg))
+    started_kafka = not kafka_local.metadata_ok(base.kafka_bootstrap)
+    if started_kafka:
+        with console.status("starting Kafka") as status:
+            kafka_local.start(base, progress=lambda msg: status.update(msg))
+    else:
+        console.print(f"using the Kafka broker that answers at {base.kafka_bootstrap}")
     token = secrets.token_hex(16)
+    # The configured ports when free (so a person finds the usual URLs), else any.
     ports = {
-        "worker": free_port(), "api": port_or_free(base.api_port), "sink": free_port(),
-        "alerts": free_port(), "dashboard": port_or_free(base.dashboard_port),
-        "smtp": free_port(), "hooks": free_port(),
+        "worker": port_or_free(base.worker_web_port), "api": port_or_free(base.api_port),
+        "sink": port_or_free(base.sink_port), "alerts": port_or_free(base.alerts_metrics_port),
+        "dashboard": port_or_free(base.dashboard_port), "smtp": free_port(),
+        "hooks": free_port(),
     }
     settings = load_settings(
         data_dir=run_dir, kafka_bootstrap=base.kafka_bootstrap, topic_prefix=f"demo{stamp}.",
@@ -225,18 +232,31 @@ def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool
             run.stop_all()
             smtp.stop()
             hooks.stop()
+            if started_kafka:
+                kafka_local.stop(base)
 
 
 def _publish(settings: Settings, workload: Any, hook_secrets: dict[str, str], hooks: Any,
              api: str, token: str) -> tuple[int, int, str]:
     """Publish in the order a platform lives it, letting the worker catch up between
-    phases (topics are not ordered against each other, S1): plans and alert settings,
-    then the usage, then a top-up that re-arms, then the usage that fires again."""
+    phases (topics are not ordered against each other, S1): plans, alert settings,
+    the usage, a top-up that re-arms, and the usage that fires again."""
     from meter.workload import generate
+    from schemas.ids import uuid7
     from schemas.publisher import Publisher
     from schemas.validation import InvalidEvent, validate
 
     objects = list(generate(workload))
+    # Every valid event, in the order published: `meter replay` over this file gives the
+    # numbers the dashboard must show (the end-to-end test checks exactly that).
+    published_log = (settings.data_dir / "published.jsonl").open("wb")
+
+    def log(obj: dict[str, Any]) -> dict[str, Any]:
+        obj.setdefault("event_id", uuid7())
+        obj.setdefault("occurred_at", int(time.time() * 1000))
+        published_log.write(orjson.dumps(obj) + b"\n")
+        return obj
+
     control = [o for o in objects if o["type"] == "plan"]
     usage = [o for o in objects if o["type"] not in ("plan", "alert_settings")]
     published = rejected = 0
@@ -244,17 +264,23 @@ def _publish(settings: Settings, workload: Any, hook_secrets: dict[str, str], ho
                MofNCompleteColumn(), TimeElapsedColumn())
     with Publisher(settings, client_id="meter-demo") as publisher, \
             Progress(*columns, console=console, transient=False) as progress:
-        for ws, secret in hook_secrets.items():
-            publisher.alert_settings(ws, email=True, webhook_url=hooks.url(ws),
-                                     webhook_secret=secret)
         for obj in control:
-            publisher.publish_valid(validate(obj["type"], obj))
+            publisher.publish_valid(validate(obj["type"], log(obj)))
+        publisher.flush()
+        _wait_processed(settings, lambda _: None, groups=("worker",))
+        for i, (ws, secret) in enumerate(hook_secrets.items()):
+            # The second workspace mutes 95 % of its driven quota: its alerts show
+            # "muted" and the 80 % one "superseded" or sent, as the rules say.
+            muted = [{"quota": workload.drive[1].quota, "threshold": 95}] if i == 1 else []
+            publisher.publish(log({"type": "alert_settings", "workspace_id": ws,
+                                   "email": True, "webhook_url": hooks.url(ws),
+                                   "webhook_secret": secret, "muted": muted}))
         publisher.flush()
         _wait_processed(settings, lambda _: None, groups=("worker",))
         task = progress.add_task("publishing the workload", total=len(usage))
         for obj in usage:
             try:
-                publisher.publish_valid(validate(obj["type"], obj))
+                publisher.publish_valid(validate(obj["type"], log(obj)))
                 published += 1
             except InvalidEvent:
                 # Bad lines are part of a realistic workload: send their bytes anyway,
@@ -271,14 +297,17 @@ def _publish(settings: Settings, workload: Any, hook_secrets: dict[str, str], ho
         first = workload.drive[0]
         used, limit = _usage_now(api, token, first.workspace, first.quota)
         amount = max(limit, -(-used * 4 // 3) - limit + 1)
-        publisher.topup(first.workspace, quota=first.quota, amount=amount)
+        publisher.publish(log({"type": "topup", "workspace_id": first.workspace,
+                               "quota": first.quota, "amount": amount}))
         publisher.flush()
         _wait_processed(settings, lambda _: None, groups=("worker",))
         extra = -(-(limit + amount) * 85 // 100) - used
-        publisher.tokens(first.workspace, member_id="ops",
-                         provider="openai", model="gpt-4o", input_tokens=extra,
-                         output_tokens=0, surface="agent")
+        publisher.publish(log({"type": "tokens", "workspace_id": first.workspace,
+                               "member_id": "ops", "machine_id": None, "skill": None,
+                               "provider": "openai", "model": "gpt-4o", "input_tokens": extra,
+                               "output_tokens": 0, "surface": "agent"}))
         publisher.flush()
+    published_log.close()
     return published + 2 + len(control), rejected, f"{first.workspace} {first.quota} +{amount:,}"
 
 

@@ -332,10 +332,12 @@ class _Generator:
                 ws.machines.append(new)
                 base.update(machine_id=new, action="registered")
         else:  # topup
-            if not ws.plan or (ws.id, "ai_tokens") in self.driven:
+            if not ws.plan:
                 return self.usage(ws, "tokens", at)
             quota = ("ai_tokens", "schedule_runs", "api_requests_per_cycle")[
                 int(rng.random() * 3)]
+            if (ws.id, quota) in self.driven:  # a top-up would undo the drive's limit
+                return self.usage(ws, "tokens", at)
             base.update(quota=quota, amount=rng.choice((1000, 10_000, 100_000)))
         return base
 

@@ -90,12 +90,16 @@ class HistoryReader:
         return found[0] if found else None
 
     def cycle(self, workspace_id: str, cycle_start: int) -> CycleUsage:
-        """One cycle, named by its start; raises ``CycleNotFound``."""
+        """One cycle, named by its start; raises ``CycleNotFound``.
+
+        Names are written to the second (``YYYY-MM-DDTHH:MM:SSZ``, S2) while an anchor
+        may carry milliseconds, so a name matches the cycle starting within its second.
+        """
         data = self.data_cycles(workspace_id)
         plans = self.plans(workspace_id) if data else []
         filled = fill_cycles(data, plans)
         for i, (bounds, has) in enumerate(filled):
-            if bounds.start == cycle_start:
+            if bounds.start // 1000 == cycle_start // 1000:
                 window = [(bounds, has, status_of(i, len(filled)))]
                 return self._load(workspace_id, window, plans)[0]
         raise CycleNotFound(f"workspace {workspace_id!r} has no cycle starting at {cycle_start}")

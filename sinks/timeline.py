@@ -29,7 +29,8 @@ SELECT alert_id, workspace_id, quota, threshold, arm, highest_in_event, current,
        toUnixTimestamp64Milli(crossed_at), event_id, enforcement
 FROM {db}.threshold_crossings FINAL
 WHERE workspace_id = {{ws:String}}
-  AND cycle_start = fromUnixTimestamp64Milli({{start:Int64}}, 'UTC')
+  AND cycle_start >= fromUnixTimestamp64Milli({{second:Int64}}, 'UTC')
+  AND cycle_start < fromUnixTimestamp64Milli({{second:Int64}} + 1000, 'UTC')
 ORDER BY crossed_at, threshold, arm
 """
 CROSSING_FIELDS: Final = (
@@ -70,7 +71,9 @@ class Queries:
         crossings = [
             dict(zip(CROSSING_FIELDS, row, strict=True))
             for row in self.client.query(
-                self._crossings, parameters={"ws": workspace_id, "start": cycle_start}
+                # A cycle is named to the second (S2); its start may carry milliseconds.
+                self._crossings,
+                parameters={"ws": workspace_id, "second": cycle_start // 1000 * 1000}
             ).result_rows
         ]
         if not crossings:

@@ -32,7 +32,8 @@ from streams.state_view import HEARTBEAT_KEY_PREFIX, heartbeat_record
 
 log = logging.getLogger("meter.worker")
 
-INPUT_TOPICS = (*RAW_USAGE_TOPICS, "quota.plans", "quota.topups")
+# alert settings too: the core counts them (S12: they can open a cycle), like the replay.
+INPUT_TOPICS = (*RAW_USAGE_TOPICS, "quota.plans", "quota.topups", "alerting.settings")
 # Bigger batches mean fewer table writes per event (one per workspace per batch) and
 # fewer awaits; measured on 2 cores, 5000 gave 8k events/s where 2000 gave 4.7k.
 BATCH_MAX = 5000
@@ -80,7 +81,17 @@ def create_app(settings: Settings) -> faust.App:
     metrics = WorkerMetrics()
 
     def load(key: bytes) -> bytes | None:
-        value: bytes | None = workspaces.get(key)
+        # Without a current event the RocksDB store looks the key up in every partition
+        # it holds. Inside a ``take_events`` batch the current event is the batch's latest,
+        # often another partition's: the store would read that partition only, miss the
+        # workspace and let a fresh state overwrite it (lost counts after a rebalance or
+        # a restart). See ``_write_entry`` for the write side.
+        token = _current_event.set(None)
+        try:
+            value: bytes | None = workspaces.get(key)
+        finally:
+            with contextlib.suppress(ValueError):
+                _current_event.reset(token)
         return value
 
     processor = BatchProcessor(load, topic_prefix=settings.topic_prefix, metrics=metrics)

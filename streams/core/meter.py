@@ -487,12 +487,21 @@ class WorkspaceMeter:
         and evaluate: in the event's cycle, and in the current cycle if that differs
         (S4, S12: a late gauge event in a closed cycle is evaluated in the current one)."""
         machines, storage = len(self.machine_ids), self.storage_total
-        for record in (own, cur):
-            if record is not None:
-                record.machines_gauge = machines
-                record.storage_gauge = storage
-                if record.dirty is not None:
-                    record.dirty.add(TOTALS)
+        cur.machines_gauge = machines
+        cur.storage_gauge = storage
+        if cur.dirty is not None:
+            cur.dirty.add(TOTALS)
+        if own is not None and own is not cur:
+            # Only the gauge this event moved: the previous cycle keeps the other gauge's
+            # value after its own last event there (or the carried one), whatever the
+            # order across topics (S1; a storage event processed before a late machine
+            # event must not leak into the previous cycle's storage_bytes).
+            if q == Q_MACHINES:
+                own.machines_gauge = machines
+            else:
+                own.storage_gauge = storage
+            if own.dirty is not None:
+                own.dirty.add(TOTALS)
         if own is None:
             return self._evaluate(cur, ev, (q,))
         return self._evaluate(own, ev, (q,), then=None if own is cur else cur)

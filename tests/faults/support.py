@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 from meter.settings import Settings
 from meter.workload import Drive, Workload, generate_lines
 from schemas.codec import encode_event, topic_of
+from schemas.events import AlertSettingsEvent, PlanEvent, TopupEvent
 from schemas.jsonl import parse_line
 from schemas.validation import InvalidEvent
 from streams.core.replay import Replay
@@ -102,13 +103,12 @@ def fixed_limit_keys(lines: Sequence[bytes]) -> set[tuple[str, str]]:
             continue
         ws = event.workspace_id
         workspaces.add(ws)
-        kind = type(event).__name__
-        if kind == "TopupEvent":
-            topped.add((ws, event.quota))  # type: ignore[attr-defined]
-        elif kind == "PlanEvent":
+        if isinstance(event, TopupEvent):
+            topped.add((ws, event.quota))
+        elif isinstance(event, PlanEvent):
             if ws in used:
                 late_plan.add(ws)
-        elif kind != "AlertSettingsEvent":
+        elif not isinstance(event, AlertSettingsEvent):
             used.add(ws)
     return {(ws, q) for ws in workspaces for q in COUNTER_QUOTAS
             if ws not in late_plan and (ws, q) not in topped}
@@ -223,7 +223,11 @@ class StreamOutput:
 def stream_output(settings: Settings) -> StreamOutput:
     rows = [r for _, r in read_topic(settings, "usage.aggregates", timeout_s=60)]
     crossings = [r for _, r in read_topic(settings, "quota.thresholds", timeout_s=60)]
-    return StreamOutput(latest_aggregates(rows), crossings)
+    # usage.json names a cycle by its start in whole seconds (S2's time format), the stream
+    # by the exact millisecond; the workload's anchors carry milliseconds.
+    aggregates = {(k[0], k[1] // 1000 * 1000, *k[2:]): v
+                  for k, v in latest_aggregates(rows).items()}
+    return StreamOutput(aggregates, crossings)
 
 
 def crossing_problems(crossings: list[dict[str, Any]], expected: Expected,
@@ -239,7 +243,7 @@ def crossing_problems(crossings: list[dict[str, Any]], expected: Expected,
                                   c["threshold"], c["arm"]))
     problems += [f"alert id {k} stands for {len(v)} crossings" for k, v in by_id.items()
                  if len(v) > 1]
-    fired = {(c["workspace_id"], c["cycle_start"], c["quota"], c["threshold"])
+    fired = {(c["workspace_id"], c["cycle_start"] // 1000 * 1000, c["quota"], c["threshold"])
              for c in crossings}
     for ws, body in expected.usage["workspaces"].items():
         for start_text, cycle in body["cycles"].items():
@@ -366,10 +370,26 @@ def split_plans(records: Sequence[tuple[str, bytes, bytes]]
 
 def wait_plans_applied(settings: Settings, proc: subprocess.Popen[bytes],
                        timeout_s: float = 120.0) -> None:
-    from tests.streams.harness import committed, end_offsets
+    from meter.topic_reader import end_offsets
+    from tests.streams.harness import committed
 
     group = settings.topic_prefix + settings.worker_id
     ends = end_offsets(settings, ["quota.plans"])
     wait_for(lambda: all(committed(settings, group, ends).get(k, -1) >= v
                          for k, v in ends.items() if v > 0),
              "the worker to apply every plan", timeout_s=timeout_s, poll_s=0.3, proc=proc)
+
+
+Record = tuple[str, bytes, bytes]
+
+
+def valid_pairs(lines: Sequence[bytes]) -> list[tuple[bytes, Record]]:
+    """(line, record) of every valid line, in line order."""
+    out = []
+    for line in lines:
+        try:
+            event = parse_line(line, now_ms=None)
+        except InvalidEvent:
+            continue
+        out.append((line, (topic_of(event), event.workspace_id.encode(), encode_event(event))))
+    return out

@@ -110,8 +110,11 @@ def test_one_cycle_by_its_start_and_an_unknown_start(
     cycle = reader.cycle("w1", b[1])
     assert (cycle.totals["commands"], cycle.status) == (2, "final")
     assert reader.cycle("w1", b[2]).status == "provisional"
+    # Cycles are named to the second (S2): a name matches a start within its second,
+    # and the next second names nothing.
+    assert reader.cycle("w1", b[1] + 999).cycle_start == b[1]
     with pytest.raises(CycleNotFound):
-        reader.cycle("w1", b[1] + 1)
+        reader.cycle("w1", b[1] + 1000)
 
 
 def test_a_workspace_without_rows_has_no_history(reader: HistoryReader) -> None:

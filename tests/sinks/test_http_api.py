@@ -82,7 +82,7 @@ def test_remote_reads_return_history_cycles_and_csv(api: str) -> None:
             ("2025-02-01T00:00:00Z", "provisional", 25)]
         assert reads.cycle("w1", JAN)["totals"]["ai_tokens"] == 10
         with pytest.raises(CycleNotFound):
-            reads.cycle("w1", JAN + 1)
+            reads.cycle("w1", JAN + 1000)  # the next second names no cycle (S2)
         evil = reads.history("x' OR 1=1 --")
         assert [c["totals"]["commands"] for c in evil] == [3]
         rows = list(csv.reader(io.StringIO(reads.csv("w1", cycle_start=FEB), newline="")))
