@@ -100,21 +100,33 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(inputs)
     async def meter(stream: Any) -> None:  # a faust.Stream; its stubs lack take_events
         async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
+            # Events buffered before a rebalance may belong to partitions this worker no
+            # longer owns: their new owner processes them from its committed offset, on
+            # the state it recovered. Applying them here, on this worker's stale copy,
+            # would publish numbers behind the truth (found by tests/faults).
+            owned = owned_partitions()
             by_msg = {}
             raw = []
             for ev in events:
                 m = ev.message
+                if m.partition not in owned:
+                    metrics.skipped_revoked += 1
+                    continue
                 msg = RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
                 raw.append(msg)
                 by_msg[id(msg)] = ev
             result = processor.process(raw)
-            # 1. outputs, acknowledged by the broker
-            await send_all(result.outputs)
-            # 2. one table write per changed workspace
+            # 1. one table write per changed workspace, outbox included, before any await
             for key, (value, last) in result.writes.items():
                 _write_entry(workspaces, key, value, by_msg[id(last)])
+            # 2. the outputs, acknowledged by the broker; then the outboxes are done
+            await send_all(result.outputs)
+            result.acknowledged()
             metrics.batches += 1
             # 3. take_events acks the batch after this body
+
+    def owned_partitions() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic in inputs.topics}
 
     async def send_all(outputs: list[OutputRecord]) -> None:
         futures = [

@@ -16,6 +16,7 @@ class WorkerMetrics:
     crossings: int = 0  # threshold crossings emitted
     aggregate_rows: int = 0  # usage.aggregates rows emitted
     batches: int = 0
+    skipped_revoked: int = 0  # buffered events of partitions revoked before processing
     # "topic:partition" -> records behind the end (high watermark - position), refreshed
     # every few seconds by the app
     lag: dict[str, int] = field(default_factory=dict)
@@ -29,6 +30,7 @@ class WorkerMetrics:
         "crossings": "Threshold crossings emitted",
         "aggregate_rows": "usage.aggregates rows emitted",
         "batches": "Batches processed",
+        "skipped_revoked": "Buffered events of revoked partitions left to their new owner",
     }
 
     def render(self, prefix: str = "meter_worker") -> str:

@@ -6,22 +6,26 @@ core (``WorkspaceMeter.apply``), encode the outputs. The agent only feeds it
 messages and performs the writes and sends it returns, in the order that makes
 at-least-once delivery exact (see ``streams/app.py`` and the README):
 
-1. outputs (crossings, prune requests, dead letters) are sent and acknowledged by
-   the broker;
-2. then each changed workspace's state is written to the table, once per batch;
+1. each changed workspace's state is written to the table, once per batch, with an
+   outbox holding the crossings and prune requests it produced (no await between
+   applying and writing, so a cancelled batch never leaves its acks without its state);
+2. the outputs (the outboxes, dead letters) are sent and acknowledged by the broker,
+   and the outboxes are emptied (persisted with the workspace's next write);
 3. then Faust acks the batch's offsets.
 
 Aggregates and quota state go out on a short timer (``take_snapshots``), once per
 changed workspace per tick, not per batch: under load a busy workspace changes
 thousands of times a second, and the sink and the check API need its latest value.
 
-A crash before 2 replays the batch onto the old state (same crossings, same ids,
-consumers dedupe by ``alert_id``); a crash after 2 replays it onto the new state,
-where the offset fence skips every event already applied.
+A crash before 1 lands replays the batch onto the old state; after it, onto the new
+state, where the offset fence skips every event already applied and a non-empty
+outbox is sent again (the same records: consumers dedupe by ``alert_id``). Faust acks
+a batch even when its body is cancelled (shutdown), which is why the write comes first.
 """
 
 from __future__ import annotations
 
+import base64
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -58,22 +62,32 @@ class OutputRecord:
 
 @dataclass(slots=True)
 class WorkspaceEntry:
-    """A workspace's state as held between batches: the core's state and the offset fences."""
+    """A workspace's state as held between batches: the core's state, the offset fences
+    and the outbox of crossings and prune requests not yet acknowledged by the broker."""
 
     meter: WorkspaceMeter
     # (base topic, partition) -> last applied offset. All of one workspace's events of one
     # topic come from one partition (keyed by workspace), so this fences redelivery exactly.
     fences: dict[str, int] = field(default_factory=dict)
+    # (base topic, encoded record): written with the state that produced them, sent after,
+    # cleared once acknowledged; a workspace recovered with a non-empty outbox sends it
+    # again (the same records under the same ids: consumers dedupe by alert_id).
+    outbox: list[tuple[str, bytes]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        fences = orjson.dumps(self.fences)
-        return _HEADER.pack(len(fences)) + fences + self.meter.to_bytes()
+        header = orjson.dumps({
+            "fences": self.fences,
+            "outbox": [[topic, base64.b64encode(value).decode()] for topic, value in self.outbox],
+        })
+        return _HEADER.pack(len(header)) + header + self.meter.to_bytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WorkspaceEntry:
         (size,) = _HEADER.unpack_from(data)
-        fences = orjson.loads(data[4 : 4 + size])
-        return cls(meter=WorkspaceMeter.from_bytes(data[4 + size :]), fences=fences)
+        header = orjson.loads(data[4 : 4 + size])
+        outbox = [(topic, base64.b64decode(value)) for topic, value in header["outbox"]]
+        return cls(meter=WorkspaceMeter.from_bytes(data[4 + size :]), fences=header["fences"],
+                   outbox=outbox)
 
 
 @dataclass(slots=True)
@@ -81,6 +95,14 @@ class BatchResult:
     outputs: list[OutputRecord] = field(default_factory=list)
     # workspace key -> (serialized entry, the last message of that workspace in the batch)
     writes: dict[bytes, tuple[bytes, RawMessage]] = field(default_factory=dict)
+    # entries whose outbox ``outputs`` holds: ``acknowledged`` empties them
+    sent: list[WorkspaceEntry] = field(default_factory=list)
+
+    def acknowledged(self) -> None:
+        """The broker acknowledged ``outputs``: the outboxes are done (the next write of
+        each workspace persists that)."""
+        for entry in self.sent:
+            entry.outbox.clear()
 
 
 class BatchProcessor:
@@ -102,6 +124,7 @@ class BatchProcessor:
         self._prefix = topic_prefix
         self._cache: dict[bytes, tuple[int, WorkspaceEntry]] = {}
         self._dirty: set[bytes] = set()  # workspaces changed since the last snapshots
+        self._recovered_outbox: list[OutputRecord] = []  # to send again after a recovery
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._clock_ms = clock_ms
 
@@ -127,8 +150,10 @@ class BatchProcessor:
             entry = WorkspaceEntry.from_bytes(data)
             # Recovered state: the sink gets a full snapshot under a newer version, so rows
             # emitted before a crash but never persisted are superseded (DESIGN, "State and
-            # exactness").
+            # exactness"); the outbox goes out again.
             entry.meter.mark_all_dirty()
+            self._recovered_outbox.extend(
+                OutputRecord(topic, key, value) for topic, value in entry.outbox)
         self._cache[key] = (partition, entry)
         return entry
 
@@ -174,14 +199,18 @@ class BatchProcessor:
                                      outcome.detail or "", now_ms))
             for crossing in outcome.crossings:
                 value = encode_record("quota.thresholds", crossing.to_record())
+                entry.outbox.append(("quota.thresholds", value))
                 result.outputs.append(OutputRecord("quota.thresholds", key, value))
                 metrics.crossings += 1
             for prune in outcome.prune_requests:
-                result.outputs.append(OutputRecord(
-                    "storage.prune_requests", key,
-                    encode_record("storage.prune_requests", prune.to_record())))
+                value = encode_record("storage.prune_requests", prune.to_record())
+                entry.outbox.append(("storage.prune_requests", value))
+                result.outputs.append(OutputRecord("storage.prune_requests", key, value))
+        result.outputs.extend(self._recovered_outbox)
+        self._recovered_outbox.clear()
         for key, (entry, last) in touched.items():
             result.writes[key] = (entry.to_bytes(), last)
+        result.sent = [entry for entry, _ in touched.values() if entry.outbox]
         self._dirty.update(touched)
         return result
 
