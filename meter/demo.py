@@ -129,6 +129,11 @@ def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool
     from meter.workload import Drive, Workload
 
     started = time.monotonic()
+    # SIGTERM (and SIGINT where a shell made background jobs ignore it) stop the demo
+    # the way Ctrl-C does: every service is stopped, none is left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupt)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     demo_root = (base.data_dir / "demo").resolve()
     for old in demo_root.glob("run-*"):  # earlier runs: their topics stay, their files go
@@ -234,6 +239,10 @@ def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool
             hooks.stop()
             if started_kafka:
                 kafka_local.stop(base)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _publish(settings: Settings, workload: Any, hook_secrets: dict[str, str], hooks: Any,
