@@ -9,7 +9,6 @@ every message.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from meter.ports import free_port
 
 
 @dataclass
@@ -115,12 +116,6 @@ class _Handler:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class SmtpSink:
     """aiosmtpd on 127.0.0.1 (a free port), optionally requiring AUTH LOGIN/PLAIN."""
 
@@ -131,7 +126,7 @@ class SmtpSink:
         if credentials is not None:
             kwargs.update(auth_required=True, auth_require_tls=False,
                           auth_exclude_mechanism=["LOGIN"], authenticator=self._authenticate)
-        self.port = _free_port()
+        self.port = free_port()
         self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
                                       **kwargs)
 

@@ -16,6 +16,7 @@ from dashboard.app import create_app
 from dashboard.checkapi import CheckApi
 from dashboard.server import Running, serve_in_thread
 from dashboard.sources import StoreSource
+from meter.ports import free_port
 from meter.settings import Settings, load_settings
 from schemas.codec import encode_record
 from sinks.store import StoreHandle
@@ -23,7 +24,6 @@ from sinks.writer import BatchWriter
 from streams.api import create_api
 from streams.state_view import QuotaStateView
 from tests.dashboard import data
-from tests.dashboard.ports import free_port
 
 TOKEN = "dashboard-test-token"
 

@@ -17,6 +17,7 @@ from dashboard.app import create_app
 from dashboard.checkapi import CheckApi
 from dashboard.server import serve_in_thread
 from dashboard.sources import SinkSource, StoreSource, choose_source
+from meter.ports import free_port
 from meter.settings import Settings
 from sinks.http_api import ReadService, make_server
 from sinks.http_api import serve_in_thread as serve_sink
@@ -24,7 +25,6 @@ from sinks.metrics import SinkMetrics
 from sinks.store import StoreHandle
 from tests.dashboard import data
 from tests.dashboard.page import parse
-from tests.dashboard.ports import free_port
 
 
 @pytest.fixture(scope="module")

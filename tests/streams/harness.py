@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from meter.ports import free_port
 from meter.settings import Settings
 from meter.topic_reader import end_offsets, read_all
 from schemas.codec import encode_event, topic_of
 from schemas.jsonl import parse_line
 from schemas.validation import InvalidEvent
 from streams.app import INPUT_TOPICS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
