@@ -183,7 +183,7 @@ def metadata_ok(bootstrap: str, timeout_s: float = 2.0) -> bool:
     from confluent_kafka.admin import AdminClient
 
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0,
-                              "logger": _silent_logger()}
+                              "logger": quiet_logger()}
     admin = AdminClient(config)
     try:
         admin.list_topics(timeout=timeout_s)
@@ -192,12 +192,14 @@ def metadata_ok(bootstrap: str, timeout_s: float = 2.0) -> bool:
     return True
 
 
-def _silent_logger() -> object:
+def quiet_logger() -> object:
+    """A logger for admin clients: librdkafka's connection noise stays out of the CLI."""
     import logging
 
-    logger = logging.getLogger("meter.kafka.probe")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
+    logger = logging.getLogger("meter.kafka.admin")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
     return logger
 
 

@@ -45,15 +45,13 @@ def topic_specs(settings: Settings, path: Path = TOPICS_FILE) -> list[TopicSpec]
 
 def existing_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, Any]:
     """Real topic name -> its metadata; a ``UserError`` saying what to do when Kafka is down."""
-    import logging
-
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    quiet = logging.getLogger("meter.kafka.admin")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "logger": quiet}
+    from deploy.kafka_local import quiet_logger
+
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap,
+                              "logger": quiet_logger()}
     admin = AdminClient(config)
     try:
         topics: dict[str, Any] = admin.list_topics(timeout=timeout_s).topics
@@ -105,4 +103,20 @@ def create_topics(
         else:
             created.append(topic)
             progress(f"created {topic}")
+    _wait_for_leaders(settings, created, timeout_s)
     return created
+
+
+def _wait_for_leaders(settings: Settings, topics: list[str], timeout_s: float) -> None:
+    """A created topic is usable once every partition has a leader (right after the
+    admin call, describe and produce calls can still answer "unknown partition")."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while topics and time.monotonic() < deadline:
+        existing = existing_topics(settings, timeout_s)
+        if all(t in existing and existing[t].partitions
+               and all(p.leader >= 0 for p in existing[t].partitions.values())
+               for t in topics):
+            return
+        time.sleep(0.1)
