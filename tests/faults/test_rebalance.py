@@ -37,7 +37,10 @@ from tests.streams.harness import (
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-@pytest.mark.xfail(strict=False, reason="OPEN BUG, intermittent: across a restart or rebalance the stream sometimes ends a few events below the replay (1-4 keys in about 1 of 4 runs; see docs/reliability.md). Not strict: most runs pass.")
+@pytest.mark.xfail(strict=False, reason=(
+    "OPEN BUG, intermittent: across a restart or rebalance the stream sometimes ends "
+    "a few events below the replay (1-4 keys in about 1 of 4 runs; see "
+    "docs/reliability.md). Not strict: most runs pass."))
 def test_two_workers_rebalance_mid_stream_and_one_stops_totals_equal_the_replay(
     meter_settings: Settings, tmp_path: Path
 ) -> None:
