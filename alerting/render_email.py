@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from email.message import EmailMessage
-from email.utils import make_msgid
 from html import escape
 
 from alerting.facts import AlertFacts, facts_of
@@ -59,15 +59,28 @@ def email_html(facts: AlertFacts, alert_id: str) -> str:
     )
 
 
+def message_id(alert_id: str, sender: str) -> str:
+    """The Message-ID of an alert's email: the same every time the alert is rendered.
+
+    A crash after the send and before its outcome was recorded sends the email again
+    (DESIGN.md's one crash window); with the same Message-ID, mail systems and clients
+    that dedupe by it show one message, as a webhook receiver dedupes by ``webhook-id``.
+    """
+    domain = sender.rpartition("@")[2] or "localhost"
+    digest = hashlib.sha256(alert_id.encode()).hexdigest()[:32]
+    return f"<alert.{digest}@{domain}>"
+
+
 def render_email(crossing: Crossing, owners: Sequence[str], sender: str, *,
                  prune_target_ratio: float = 0.9) -> EmailMessage:
-    """One message to every owner, with the alert id in a header for deduplication."""
+    """One message to every owner, with the alert id in a header and a Message-ID derived
+    from it, for deduplication."""
     facts = facts_of(crossing, prune_target_ratio=prune_target_ratio)
     message = EmailMessage()
     message["Subject"] = email_subject(facts)
     message["From"] = sender
     message["To"] = ", ".join(owners)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "localhost")
+    message["Message-ID"] = message_id(crossing.alert_id, sender)
     message[ALERT_ID_HEADER] = crossing.alert_id
     message.set_content(email_text(facts, crossing.alert_id))
     message.add_alternative(email_html(facts, crossing.alert_id), subtype="html")

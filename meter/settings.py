@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     kafka_version: str = Field(default="4.4.0", description="Apache Kafka version for deploy/")
     kafka_controller_port: int = Field(default=0, ge=0, le=65535,
                                        description="0: broker port + 1")
-    kafka_heap: str = Field(default="512m")
+    # Every test run creates its own prefixed topics on one broker: 512m ran out of heap
+    # after a few hundred test topics on the dev broker.
+    kafka_heap: str = Field(default="1g")
     topic_prefix: str = Field(
         default="", description="prepended to every topic name (isolated test or staging runs)"
     )

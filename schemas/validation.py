@@ -74,7 +74,9 @@ REASONS: Final = (
 
 MIN_OCCURRED_AT_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z (S5)
 MAX_OCCURRED_AT_MS: Final = 253_370_764_800_000  # 9999-01-01T00:00:00Z, exclusive
-MIN_INSTANT_MS: Final = -62_135_596_800_000  # 0001-01-01T00:00:00Z (cycle anchors)
+# 0001-01-02T00:00:00Z: the earliest cycle anchor. A day after datetime.min, so the anchor's
+# wall-clock time exists in every timezone (local mean time west of UTC would be year 0).
+MIN_INSTANT_MS: Final = -62_135_510_400_000
 FUTURE_SKEW_MS: Final = 300_000  # "more than 5 minutes after now" (S5)
 MAX_LONG: Final = 2**63 - 1  # Avro long
 TOPUP_QUOTAS: Final = tuple(q for q in QUOTAS if q != "api_requests_per_minute")
@@ -431,14 +433,18 @@ def _check_timezone(value: str) -> None:
 
 
 def _instant(f: Mapping[str, Any], name: str) -> int:
+    """An instant from 0001-01-02 to 9998 (UTC), given as RFC 3339 or int epoch ms; the same
+    range either way (a string with an offset can name an instant in year 0)."""
     value = f.get(name)
     if type(value) is str:
-        return parse_rfc3339_ms(value, name)
-    if type(value) is int:
-        if not MIN_INSTANT_MS <= value < MAX_OCCURRED_AT_MS:
-            _invalid(name, f"{value} is outside years 1 to 9998")
-        return value
-    _bad_time(f, name)
+        ms = parse_rfc3339_ms(value, name)
+    elif type(value) is int:
+        ms = value
+    else:
+        _bad_time(f, name)
+    if not MIN_INSTANT_MS <= ms < MAX_OCCURRED_AT_MS:
+        _invalid(name, f"{value!r} is outside 0001-01-02T00:00:00Z to 9998-12-31 (UTC)")
+    return ms
 
 
 def _limits(value: object) -> Limits:

@@ -7,6 +7,14 @@ record belongs to. A record that does not decode is counted
 dead-letter topic is for events; the producer of a sink topic is our own code).
 On a rebalance the pending batch is discarded: nothing of it was committed, so
 the partitions' next owner re-reads it, and writing rows twice is harmless.
+
+A batch may take long to write: the writer retries while the store is unavailable, and
+the consumer does not poll meanwhile. After ``max_poll_interval_ms`` (librdkafka's
+``max.poll.interval.ms``, 5 minutes by default) the consumer leaves its group, so the
+commit of a batch written after a longer outage is refused (``UNKNOWN_MEMBER_ID``).
+A refused commit is logged and skipped, never fatal to the sink: the batch's rows are
+in the store, the next poll rejoins the group, and the partitions are re-read from
+their last commit and written again, which is harmless.
 """
 
 from __future__ import annotations
@@ -29,9 +37,13 @@ from sinks.writer import BatchWriter, Position, SinkStopped
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP: Final = "meter-sink"
+SESSION_TIMEOUT_MS: Final = 10_000
+# librdkafka's default; it must be at least the session timeout.
+DEFAULT_MAX_POLL_INTERVAL_MS: Final = 300_000
 
 
-def consumer_config(settings: Settings, group_id: str, stats: SinkMetrics) -> dict[str, Any]:
+def consumer_config(settings: Settings, group_id: str, stats: SinkMetrics,
+                    max_poll_interval_ms: int = DEFAULT_MAX_POLL_INTERVAL_MS) -> dict[str, Any]:
     def on_stats(payload: str) -> None:
         record_lag(stats, payload)
 
@@ -41,7 +53,8 @@ def consumer_config(settings: Settings, group_id: str, stats: SinkMetrics) -> di
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": 10_000,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "max.poll.interval.ms": max_poll_interval_ms,
         "statistics.interval.ms": 5_000,
         "stats_cb": on_stats,
     }
@@ -58,16 +71,22 @@ def record_lag(metrics: SinkMetrics, payload: str) -> None:
 
 
 class SinkConsumer:
-    """One consumer in the sink's group, feeding ``writer``."""
+    """One consumer in the sink's group, feeding ``writer``.
+
+    ``max_poll_interval_ms``: how long writing one batch (store retries included) may
+    take before the consumer leaves its group (see the module docstring).
+    """
 
     def __init__(self, settings: Settings, writer: BatchWriter, *,
                  group_id: str = DEFAULT_GROUP, topics: Iterable[str] = SINK_TOPICS,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 max_poll_interval_ms: int = DEFAULT_MAX_POLL_INTERVAL_MS) -> None:
         self.settings = settings
         self.writer = writer
         self.metrics = writer.metrics
         self.stop = stop or writer.stop
-        self.consumer = Consumer(consumer_config(settings, group_id, self.metrics))
+        self.consumer = Consumer(consumer_config(settings, group_id, self.metrics,
+                                                 max_poll_interval_ms))
         self.consumer.subscribe([settings.topic(t) for t in topics], on_revoke=self._on_revoke)
 
     def poll(self, timeout_s: float = 0.2, max_records: int = 5_000) -> int:
@@ -81,11 +100,29 @@ class SinkConsumer:
         """Write the pending batch (retrying while the store is down); offsets to commit."""
         return self.writer.flush()
 
-    def commit(self, positions: list[Position]) -> None:
-        if positions:
+    def commit(self, positions: list[Position]) -> bool:
+        """Commit the offsets of a written batch; False if the group refused them.
+
+        A refused commit (the consumer left the group while the batch waited for the
+        store, or the group rebalanced) leaves the last commit in place: the batch is
+        re-read and written again, which is harmless. Fatal errors still raise.
+        """
+        if not positions:
+            return True
+        try:
             self.consumer.commit(
                 offsets=[TopicPartition(p.topic, p.partition, p.offset) for p in positions],
                 asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError) or error.fatal():
+                raise
+            self.metrics.commit_refused()
+            log.warning("committing %d partitions failed (%s): their rows are written; they "
+                        "will be re-read from the last commit and written again",
+                        len(positions), error.str())
+            return False
+        return True
 
     def step(self) -> None:
         """Poll once; when the batch is full or old enough, write it and commit."""

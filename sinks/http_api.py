@@ -1,7 +1,7 @@
 """The sink's small HTTP server on 127.0.0.1 (settings.sink_host/sink_port).
 
 GET /healthz              200 while the process runs
-GET /readyz               200 once the store answers, else 503
+GET /readyz               200 once the store answers and the last write went in, else 503
 GET /metrics              Prometheus text: rows written, batches, retries, lag
 GET /v1/history?workspace=W[&cycles=N]          {"workspace_id", "cycles": [cycle, ...]}
 GET /v1/cycle?workspace=W&cycle=START           {"workspace_id", "cycle": cycle}
@@ -56,6 +56,10 @@ class ReadService:
         return Queries(self.store.client(), self.store.database)
 
     def ready(self) -> bool:
+        # The last write failing counts too: a store that answers SELECT 1 but refuses
+        # inserts (read-only disk) is not ready (tests/faults/test_sink_faults.py).
+        if not self.metrics.store_ready:
+            return False
         with self.lock:
             try:
                 self.store.client().query("SELECT 1")

@@ -19,6 +19,7 @@ class SinkMetrics:
         self.batches = 0
         self.insert_retries = 0
         self.undecodable = 0
+        self.commits_refused = 0
         self.lag: dict[tuple[str, int], int] = {}
         self.store_ready = False
         self.last_flush_ms = 0
@@ -35,6 +36,10 @@ class SinkMetrics:
     def retried(self) -> None:
         with self._lock:
             self.insert_retries += 1
+
+    def commit_refused(self) -> None:
+        with self._lock:
+            self.commits_refused += 1
 
     def skipped_undecodable(self) -> None:
         with self._lock:
@@ -62,6 +67,10 @@ class SinkMetrics:
                 "# HELP meter_sink_undecodable_total Records the sink could not decode.",
                 "# TYPE meter_sink_undecodable_total counter",
                 f"meter_sink_undecodable_total {self.undecodable}",
+                "# HELP meter_sink_commits_refused_total Offset commits the group refused "
+                "(the batch is re-read and rewritten).",
+                "# TYPE meter_sink_commits_refused_total counter",
+                f"meter_sink_commits_refused_total {self.commits_refused}",
                 "# HELP meter_sink_store_ready 1 when the store answered the last operation.",
                 "# TYPE meter_sink_store_ready gauge",
                 f"meter_sink_store_ready {int(self.store_ready)}",

@@ -1,9 +1,11 @@
 """The Faust app: one agent over the raw usage and control topics, one table of workspaces.
 
 Thin on purpose: it feeds batches to ``BatchProcessor`` (decode, fence, core) and
-performs what it returns, in the order that keeps at-least-once delivery exact:
-outputs acknowledged by the broker, then one table write per changed workspace,
-then Faust acks the offsets (``take_events`` acks after the loop body).
+performs what it returns, in the order that keeps at-least-once delivery exact: one
+table write per changed workspace (its outbox included), then the outputs and the
+changelog records acknowledged by the broker, then Faust acks the offsets
+(``take_events`` acks after the loop body; a batch the broker did not confirm is
+disowned first, so it is delivered again instead).
 
 Every input topic is keyed by ``workspace_id`` and has the same partition count, so
 partition p of every topic, and of the table's changelog, belongs to one worker.
@@ -19,13 +21,17 @@ import weakref
 from typing import Any
 
 import faust
+from confluent_kafka import Consumer as ConfluentConsumer
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as ConfluentProducer
+from confluent_kafka import TopicPartition as ConfluentTopicPartition
 from faust.streams import _current_event  # see _write_entry
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from meter.settings import Settings
 from schemas.codec import encode_record
 from schemas.events import RAW_USAGE_TOPICS
+from streams.continuity import OffsetContinuity, Verdict
 from streams.metrics import WorkerMetrics
 from streams.processor import BatchProcessor, OutputRecord, RawMessage
 from streams.state_view import HEARTBEAT_KEY_PREFIX, heartbeat_record
@@ -34,6 +40,7 @@ log = logging.getLogger("meter.worker")
 
 # alert settings too: the core counts them (S12: they can open a cycle), like the replay.
 INPUT_TOPICS = (*RAW_USAGE_TOPICS, "quota.plans", "quota.topups", "alerting.settings")
+COMPACTED_INPUTS = ("quota.plans", "alerting.settings")  # deploy/topics.toml: real holes
 # Bigger batches mean fewer table writes per event (one per workspace per batch) and
 # fewer awaits; measured on 2 cores, 5000 gave 8k events/s where 2000 gave 4.7k.
 BATCH_MAX = 5000
@@ -76,8 +83,10 @@ def create_app(settings: Settings) -> faust.App:
     inputs = app.topic(*(settings.topic(t) for t in INPUT_TOPICS),
                        key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
-    workspaces = app.Table("workspaces", key_type=bytes, value_type=bytes,
-                           partitions=settings.kafka_partitions, default=None)
+    workspaces = ChangelogTable(app, name="workspaces", key_type=bytes, value_type=bytes,
+                                default=None, beacon=app.tables.beacon,
+                                partitions=settings.kafka_partitions)
+    app.tables.add(workspaces)
     metrics = WorkerMetrics()
 
     def load(key: bytes) -> bytes | None:
@@ -95,6 +104,9 @@ def create_app(settings: Settings) -> faust.App:
         return value
 
     processor = BatchProcessor(load, topic_prefix=settings.topic_prefix, metrics=metrics)
+    probe = OffsetProbe(settings.kafka_bootstrap)
+    compacted = {settings.topic(t) for t in COMPACTED_INPUTS}
+    continuity = OffsetContinuity(holes_allowed=compacted.__contains__)
     state: dict[str, Any] = {"ready": False}
 
     @app.agent(inputs)
@@ -103,28 +115,68 @@ def create_app(settings: Settings) -> faust.App:
             # Events buffered before a rebalance may belong to partitions this worker no
             # longer owns: their new owner processes them from its committed offset, on
             # the state it recovered. Applying them here, on this worker's stale copy,
-            # would publish numbers behind the truth (found by tests/faults).
+            # would publish numbers behind the truth (found by tests/faults). And an
+            # event after an offset hole waits until the hole is filled (continuity.py).
             owned = owned_partitions()
             by_msg = {}
             raw = []
-            for ev in events:
-                m = ev.message
-                if m.partition not in owned:
-                    _disown(app.consumer, m)
-                    metrics.skipped_revoked += 1
-                    continue
-                msg = RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
-                raw.append(msg)
-                by_msg[id(msg)] = ev
-            result = processor.process(raw)
-            # 1. one table write per changed workspace, outbox included, before any await
-            for key, (value, last) in result.writes.items():
-                _write_entry(workspaces, key, value, by_msg[id(last)])
-            # 2. the outputs, acknowledged by the broker; then the outboxes are done
-            await send_all(result.outputs)
+            try:
+                for ev in events:
+                    m = ev.message
+                    if await admit(m.topic, m.partition, m.offset, m.partition in owned):
+                        msg = RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
+                        raw.append(msg)
+                        by_msg[id(msg)] = ev
+                    else:
+                        _disown(app.consumer, m)
+                        metrics.held_back += 1
+                result = processor.process(raw)
+                # 1. one table write per changed workspace, outbox included, before any
+                # await
+                for key, (value, last) in result.writes.items():
+                    _write_entry(workspaces, key, value, by_msg[id(last)])
+                changelog = workspaces.take_sent()
+                # 2. the outputs and the changelog records, acknowledged by the broker;
+                # then the outboxes are done
+                await send_all(result.outputs)
+                await asyncio.gather(*changelog)
+            except BaseException:
+                # Cancelled (shutdown, rebalance) or failed before the broker confirmed
+                # the batch: take_events would still ack it, and Faust could commit
+                # offsets whose state exists only in this process. Unacked, the batch
+                # is delivered again (fences and S6 make that exact; the offset hole it
+                # leaves is caught by ``continuity`` if this worker goes on).
+                for ev in events:
+                    _disown(app.consumer, ev.message)
+                processor.forget()
+                raise
             result.acknowledged()
             metrics.batches += 1
+            for (topic, partition), missing in continuity.take_seeks().items():
+                log.warning("offset %d of %s[%d] was not delivered before later ones: "
+                            "holding them back and seeking back to it", missing, topic,
+                            partition)
+                await seek(topic, partition, missing)
             # 3. take_events acks the batch after this body
+
+    async def admit(topic: str, partition: int, offset: int, owned: bool) -> bool:
+        tp = (topic, partition)
+        verdict = continuity.admit(tp, offset, owned)
+        if verdict is Verdict.ASK:  # a hole before it: real (a marker) or a lost delivery?
+            missing = continuity.missing(tp)
+            if _fetch_skipped(app.consumer, TP(topic, partition), missing, offset):
+                first: int | None = offset
+            else:  # not seen by the fetcher: ask the broker
+                first = await asyncio.to_thread(probe.first_offset, topic, partition, missing)
+            verdict = continuity.answer(tp, offset, first)
+            metrics.holes += 1
+        return verdict is Verdict.APPLY
+
+    async def seek(topic: str, partition: int, offset: int) -> None:
+        metrics.seeks += 1
+        # seek_wait runs in the consumer's own thread (aiokafka's seek is not
+        # thread-safe) and resets Faust's read offset, which would drop the refetch
+        await app.consumer.seek_wait({TP(topic, partition): offset})
 
     def owned_partitions() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic in inputs.topics}
@@ -162,9 +214,16 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def flush_snapshots(app: Any, *_: Any, signal: Any, **__: Any) -> None:
         snapshot_producer.flush(10)
+        probe.close()
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def refresh_lag() -> None:
+        # A hold that outlives a tick: Faust may have dropped the refetched offset (its
+        # read-offset filter), so seek again; harmless if the stream is already back.
+        owned = owned_partitions()
+        for (topic, partition), offset in continuity.holds().items():
+            if partition in owned and topic in inputs.topics:
+                await seek(topic, partition, offset)
         lag: dict[str, int] = {}
         for tp in app.consumer.assignment():
             if tp.topic not in inputs.topics:
@@ -192,6 +251,15 @@ def create_app(settings: Settings) -> faust.App:
     async def on_assigned(app: Any, *args: Any, signal: Any, **_: Any) -> None:
         assigned: set[Any] = args[0]  # signal handlers get (sender, assigned)
         mine = sorted({tp.partition for tp in assigned if tp.topic in inputs.topics})
+        inputs_assigned = [(tp.topic, tp.partition) for tp in assigned
+                           if tp.topic in inputs.topics]
+        try:
+            starts = await asyncio.to_thread(committed_offsets, settings, app_id,
+                                             inputs_assigned)
+        except KafkaException as exc:  # the broker away: no baseline, holes still caught
+            log.warning("could not read committed offsets after a rebalance: %s", exc)
+            starts = dict.fromkeys(inputs_assigned)
+        continuity.assigned(starts)
         log.info("worker %s owns partitions %s of %d input topics", app.conf.id, mine,
                  len(INPUT_TOPICS))
         state["ready"] = True
@@ -218,9 +286,104 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def _disown(consumer: Any, message: Any) -> None:
-    """Keep ``take_events`` from acking a message of a revoked partition.
+def committed_offsets(settings: Settings, group: str, tps: list[tuple[str, int]]
+                      ) -> dict[tuple[str, int], int | None]:
+    """The group's committed offsets (None where it has none): where a new assignment's
+    fetch restarts. A plain consumer that never joins the group, only asks."""
+    consumer = ConfluentConsumer({"bootstrap.servers": settings.kafka_bootstrap,
+                                  "group.id": group, "enable.auto.commit": False})
+    try:
+        found = consumer.committed([ConfluentTopicPartition(t, p) for t, p in tps], timeout=10)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}
 
+
+class OffsetProbe:
+    """Asks the broker which offset holds the first record at or after a given one: tells
+    a lost delivery (the record exists) from a real hole in the log (transaction
+    markers). One consumer, never in a group, used by one caller at a time."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._consumer: ConfluentConsumer | None = None
+
+    def first_offset(self, topic: str, partition: int, offset: int,
+                     timeout_s: float = 5.0) -> int | None:
+        """None when the broker gave no record in time (then assume a lost delivery)."""
+        if self._consumer is None:
+            self._consumer = ConfluentConsumer({
+                "bootstrap.servers": self._bootstrap, "group.id": "meter-offset-probe",
+                "enable.auto.commit": False,
+                # what Faust (aiokafka, read_uncommitted) would deliver: markers only are holes
+                "isolation.level": "read_uncommitted",
+                "enable.partition.eof": True, "fetch.wait.max.ms": 20})
+        consumer = self._consumer
+        consumer.assign([ConfluentTopicPartition(topic, partition, offset)])
+        try:
+            deadline = time.monotonic() + timeout_s
+            while (left := deadline - time.monotonic()) > 0:
+                message = consumer.poll(left)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is None or error.code() == KafkaError._PARTITION_EOF:
+                    # a record, or the end of the log: no record before that offset
+                    return message.offset()
+                return None
+            return None
+        finally:
+            consumer.unassign()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+class ChangelogTable(faust.Table[bytes, bytes]):
+    """A table that hands out the changelog records of its writes, to be awaited.
+
+    Faust sends changelog records from a buffer in the background and, before it
+    commits offsets, flushes that buffer with a 0.1 s patience (``ProducerBuffer.
+    flush_atmost``): on a busy event loop the commit runs ahead of records still
+    buffered. After a SIGKILL the committed offsets then cover state that only the
+    local store had; with the store lost too, those events were counted nowhere
+    (tests/faults/test_store_loss.py). The agent awaits these futures before the
+    batch is acked, so no offset is committed before its state is in the changelog.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sent: list[Any] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        self._sent.append(future)
+        return future
+
+    def take_sent(self) -> list[Any]:
+        """The changelog records written since the last call (futures of their acks)."""
+        sent, self._sent = self._sent, []
+        return sent
+
+
+def _fetch_skipped(consumer: Any, tp: TP, start: int, end: int) -> bool:
+    """Whether Faust's fetcher saw the broker return no record for offsets [start, end).
+
+    Faust records such gaps (transaction markers) to commit past them; a message it
+    dropped itself is not among them. A cheap first answer before asking the broker.
+    """
+    gaps = consumer._gap.get(tp)
+    if not gaps or end - start > 10_000:
+        return False
+    return all(gaps.overlaps_point(offset) for offset in range(start, end))
+
+
+def _disown(consumer: Any, message: Any) -> None:
+    """Keep ``take_events`` from acking a message.
+
+    Used for messages of revoked partitions and for a batch the broker did not confirm.
     Faust forgets a revoked partition's offsets, then records any later ack of it; if
     the partition comes back to this worker, that ack is committed and the offsets
     of events nobody applied are skipped (found by tests/faults/test_rebalance.py).

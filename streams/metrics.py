@@ -16,7 +16,9 @@ class WorkerMetrics:
     crossings: int = 0  # threshold crossings emitted
     aggregate_rows: int = 0  # usage.aggregates rows emitted
     batches: int = 0
-    skipped_revoked: int = 0  # buffered events of partitions revoked before processing
+    held_back: int = 0  # events of revoked partitions or after a hole, left unacked (redelivered)
+    seeks: int = 0  # partitions sought back to their first missing offset
+    holes: int = 0  # offset holes seen in non-compacted input partitions (asked the broker)
     # "topic:partition" -> records behind the end (high watermark - position), refreshed
     # every few seconds by the app
     lag: dict[str, int] = field(default_factory=dict)
@@ -30,7 +32,9 @@ class WorkerMetrics:
         "crossings": "Threshold crossings emitted",
         "aggregate_rows": "usage.aggregates rows emitted",
         "batches": "Batches processed",
-        "skipped_revoked": "Buffered events of revoked partitions left to their new owner",
+        "held_back": "Events of revoked partitions or after an offset hole, left unacked",
+        "seeks": "Partitions sought back to their first missing offset",
+        "holes": "Offset holes in an input partition (transaction markers or lost deliveries)",
     }
 
     def render(self, prefix: str = "meter_worker") -> str:

@@ -26,6 +26,7 @@ a batch even when its body is cancelled (shutdown), which is why the write comes
 from __future__ import annotations
 
 import base64
+import logging
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -40,6 +41,8 @@ from streams.core.meter import WorkspaceMeter
 from streams.metrics import WorkerMetrics
 
 _HEADER = struct.Struct(">I")
+TOMBSTONE_TOPICS = frozenset({"quota.plans", "alerting.settings"})  # compacted, keyed
+log = logging.getLogger("meter.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,11 @@ class BatchProcessor:
         for key in [k for k, (p, _) in self._cache.items() if p in gone]:
             del self._cache[key]
 
+    def forget(self) -> None:
+        """Forget every cached entry: after a batch failed halfway, the cache may hold
+        applied events the table never got; the table is the truth to reload."""
+        self._cache.clear()
+
     def _entry(self, key: bytes, partition: int) -> WorkspaceEntry:
         cached = self._cache.get(key)
         if cached is not None:
@@ -164,7 +172,13 @@ class BatchProcessor:
         now_ms = self._clock_ms()
         for msg in messages:
             base = self.base_topic(msg.topic)
-            if msg.value is None:  # a tombstone on a compacted control topic
+            if msg.value is None:
+                if base in TOMBSTONE_TOPICS:  # a tombstone on a compacted control topic
+                    continue
+                result.outputs.append(self._deadletter(
+                    msg, base, "undecodable", "empty message (a tombstone on a usage topic)",
+                    now_ms))
+                metrics.dead_lettered += 1
                 continue
             try:
                 event = decode_event(msg.value, now_ms=now_ms, topic=base)
@@ -183,10 +197,23 @@ class BatchProcessor:
             fence_key = f"{base}:{msg.partition}"
             if msg.offset <= entry.fences.get(fence_key, -1):
                 metrics.redelivered += 1
+                # Written again all the same: after a crash the local store can be ahead
+                # of the changelog (stored, killed before the changelog record's ack);
+                # this write brings the changelog up to what the fence says.
+                touched[key] = (entry, msg)
                 continue
             entry.fences[fence_key] = msg.offset
-            outcome = entry.meter.apply(event)
             touched[key] = (entry, msg)
+            try:
+                outcome = entry.meter.apply(event)
+            except Exception as exc:  # a core bug must not lose the event or stop the stream
+                log.exception("the metering core failed on %s[%d]@%d", base, msg.partition,
+                              msg.offset)
+                result.outputs.append(self._deadletter(
+                    msg, base, "invalid_value",
+                    f"the metering core failed on it: {type(exc).__name__}: {exc}", now_ms))
+                metrics.dead_lettered += 1
+                continue
             metrics.processed += 1
             if outcome.status == "duplicate":
                 metrics.deduplicated += 1

@@ -54,6 +54,19 @@ def test_email_carries_the_alert_id_for_deduplication() -> None:
     assert "limit reached" in message["Subject"]
 
 
+def test_an_alert_keeps_its_message_id_when_rendered_again() -> None:
+    # a repeat after a crash (a new process renders it again) is the same message to mail
+    # systems that dedupe by Message-ID; another alert (threshold, arm) is another message
+    c = crossing(95)
+    first = render_email(c, ["a@example.com"], "meter@example.com")["Message-ID"]
+    again = render_email(c, ["a@example.com", "b@example.com"], "meter@example.com")
+    assert again["Message-ID"] == first
+    assert first.startswith("<") and first.endswith("@example.com>")
+    others = {render_email(other, ["a@example.com"], "meter@example.com")["Message-ID"]
+              for other in (crossing(100), crossing(95, arm=2), crossing(95, workspace="w2"))}
+    assert first not in others and len(others) == 3
+
+
 def test_email_html_escapes_workspace_ids() -> None:
     _plain, html = _parts(render_email(crossing(80, workspace="<b>x</b>"), ["a@example.com"],
                                        "meter@example.com"))

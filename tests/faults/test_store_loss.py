@@ -35,10 +35,6 @@ from tests.streams.harness import (
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "OPEN BUG, intermittent: across a restart or rebalance the stream sometimes ends "
-    "a few events below the replay (1-4 keys in about 1 of 4 runs; see "
-    "docs/reliability.md). Not strict: most runs pass."))
 def test_a_worker_restarted_without_its_store_recovers_exact_totals(
     meter_settings: Settings, tmp_path: Path
 ) -> None:

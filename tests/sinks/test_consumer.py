@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from meter.settings import Settings
 from schemas.codec import encode_record, key_of
-from sinks.consumer import SinkConsumer
+from sinks.consumer import SESSION_TIMEOUT_MS, SinkConsumer
 from sinks.history import HistoryReader
 from sinks.shape import parse_time
 from sinks.store import StoreHandle
@@ -187,3 +188,64 @@ def test_the_sink_waits_for_a_locked_store_and_then_resumes(
         sink.stop.set()
         thread.join(timeout=60)
     assert numbers(sink_store.client()) == EXPECTED
+
+
+def group_members(settings: Settings, group: str) -> int:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return len(admin.describe_consumer_groups([group])[group].result(timeout=10).members)
+
+
+@pytest.mark.slow
+def test_a_store_outage_longer_than_the_poll_interval_skips_the_refused_commit_and_rereads(
+        meter_settings: Settings, sink_store: StoreHandle) -> None:
+    """The writer retries past max.poll.interval.ms, so the consumer leaves its group and
+    the commit of the batch, once written, is refused: the sink goes on, rejoins, re-reads
+    the batch from the last commit and commits it (it used to die on the refused commit)."""
+    path = meter_settings.chdb_data_path
+    path.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import clickhouse_connect, sys\n"
+         f"c = clickhouse_connect.get_client(dsn='chdb://{Path(path).resolve()}')\n"
+         "print('held', flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    failures: list[BaseException] = []
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        records = workload()
+        produce(meter_settings, records)
+        group = f"sink-{uuid.uuid4().hex[:8]}"
+        writer = BatchWriter(sink_store, max_rows=1000, max_delay_s=0.1,
+                             backoff=Backoff(initial_s=0.05, max_s=0.5))
+        sink = SinkConsumer(meter_settings, writer, group_id=group,
+                            max_poll_interval_ms=SESSION_TIMEOUT_MS)
+
+        def run() -> None:
+            try:
+                sink.run()
+            except BaseException as exc:  # what the thread died of, for the assertion
+                failures.append(exc)
+                raise
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        wait_for(lambda: writer.metrics.insert_retries >= 1, "the sink to retry")
+        wait_for(lambda: group_members(meter_settings, group) == 0,
+                 "the consumer to leave its group while the batch waits", deadline_s=90)
+        assert committed(meter_settings, group) == 0
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # the other process lets go of the store
+        holder.wait(timeout=60)
+    try:
+        wait_for(lambda: committed(meter_settings, group) == len(records) - 1 or not
+                 thread.is_alive(), "the commit after the outage", deadline_s=90)
+        assert failures == [] and thread.is_alive()
+        assert committed(meter_settings, group) == len(records) - 1
+        assert writer.metrics.commits_refused >= 1
+    finally:
+        sink.stop.set()
+        thread.join(timeout=60)
+    assert numbers(sink_store.client()) == EXPECTED
+    assert sink_store.client().query(
+        "SELECT count() FROM meter.crossings").result_rows == [(1,)]

@@ -10,7 +10,7 @@ import orjson
 
 from schemas.codec import decode_record, encode_event
 from schemas.jsonl import parse_line
-from streams.processor import BatchProcessor, RawMessage
+from streams.processor import BatchProcessor, RawMessage, WorkspaceEntry
 
 NOW = 1_772_532_000_000
 
@@ -48,6 +48,26 @@ def test_a_redelivered_offset_is_fenced_and_counts_once() -> None:
     assert first.metrics.processed == 2
 
 
+def test_a_redelivered_offset_writes_its_workspace_again_unchanged() -> None:
+    # After a crash the local store can hold a state the changelog never got: the
+    # redelivered events are fenced, and the rewrite brings the changelog up to date.
+    table: dict[bytes, bytes] = {}
+    first = BatchProcessor(table.get, clock_ms=lambda: NOW)
+    result = first.process([PLAN, TOKENS])
+    result.acknowledged()
+    stored = first.process([]).writes  # nothing new: nothing written
+    assert stored == {}
+    table.update({k: v for k, (v, _) in result.writes.items()})
+    after = BatchProcessor(table.get, clock_ms=lambda: NOW)
+    again = after.process([TOKENS])
+    assert list(again.writes) == [b"wa"]
+    rewritten, last = again.writes[b"wa"]
+    assert last == TOKENS
+    before_crash = WorkspaceEntry.from_bytes(result.writes[b"wa"][0])
+    assert WorkspaceEntry.from_bytes(rewritten).fences == before_crash.fences
+    assert after.metrics.processed == 0
+
+
 def test_crossings_not_acknowledged_before_a_crash_are_sent_again_after_recovery() -> None:
     table: dict[bytes, bytes] = {}
     before = BatchProcessor(table.get, clock_ms=lambda: NOW)
@@ -76,3 +96,14 @@ def test_an_acknowledged_outbox_is_not_sent_again() -> None:
     table.update({k: v for k, (v, _) in later.writes.items()})
     after = BatchProcessor(table.get, clock_ms=lambda: NOW)
     assert _crossings(after.process([TOKENS]).outputs) == []
+
+
+def test_an_empty_message_on_a_usage_topic_is_dead_lettered_not_dropped() -> None:
+    processor = BatchProcessor({}.get, clock_ms=lambda: NOW)
+    tombstone = RawMessage("usage.tokens", 0, 7, b"wa", None)
+    plan_tombstone = RawMessage("quota.plans", 0, 8, b"wa", None)
+    result = processor.process([tombstone, plan_tombstone])
+    letters = [decode_record(o.value)[1] for o in result.outputs]
+    assert [(d["source_topic"], d["offset"], d["reason"]) for d in letters] == [
+        ("usage.tokens", 7, "undecodable")]
+    assert processor.metrics.dead_lettered == 1
