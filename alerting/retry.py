@@ -42,9 +42,9 @@ class AttemptResult(NamedTuple):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 5
+    max_attempts: int = 12  # the defaults of meter/settings.py
     base_s: float = 1.0
-    cap_s: float = 60.0
+    cap_s: float = 300.0
     retry_after_cap_s: float = 300.0
 
     def backoff(self, attempt: int, rand01: float) -> float:

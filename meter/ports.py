@@ -20,3 +20,16 @@ def port_or_free(port: int) -> int:
         except OSError:
             return free_port()
     return port
+
+
+def free_port_pair() -> int:
+    """A port p with p + 1 free too (a local broker's client and controller listeners)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair on 127.0.0.1")

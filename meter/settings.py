@@ -84,10 +84,14 @@ class Settings(BaseSettings):
         description="hosts allowed over http and on private/loopback addresses (S13)",
     )
     delivery_timeout_s: float = Field(default=5.0, gt=0)
-    delivery_max_attempts: int = Field(default=5, ge=1)
+    # 12 attempts with waits capped at 5 min: a receiver down for 9 to 18 minutes (the
+    # jitter) still gets the alert; 5 attempts up to 60 s gave up after 8 to 15 s of
+    # outage (tests/faults/test_alerting_faults.py).
+    delivery_max_attempts: int = Field(default=12, ge=1)
     delivery_backoff_base_s: float = Field(default=1.0, gt=0,
                                            description="first retry waits about this long")
-    delivery_backoff_max_s: float = Field(default=60.0, gt=0, description="cap of one backoff")
+    delivery_backoff_max_s: float = Field(default=300.0, gt=0,
+                                          description="cap of one backoff")
     delivery_retry_after_max_s: float = Field(
         default=300.0, gt=0, description="longest Retry-After that is honoured as given")
     alerts_group_id: str = Field(default="meter-alerts", min_length=1)

@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> faust.App:
             # would publish numbers behind the truth (found by tests/faults). And an
             # event after an offset hole waits until the hole is filled (continuity.py).
             owned = owned_partitions()
+            held_before = continuity.holds()
             by_msg = {}
             raw = []
             try:
@@ -130,6 +131,10 @@ def create_app(settings: Settings) -> faust.App:
                     else:
                         _disown(app.consumer, m)
                         metrics.held_back += 1
+                for (topic, partition), offset in continuity.holds().items():
+                    if (topic, partition) not in held_before:
+                        log.info("holding back %s[%d] from offset %d (%s)", topic, partition,
+                                 offset, "owned" if partition in owned else "not owned")
                 result = processor.process(raw)
                 # 1. one table write per changed workspace, outbox included, before any
                 # await
@@ -223,6 +228,8 @@ def create_app(settings: Settings) -> faust.App:
         owned = owned_partitions()
         for (topic, partition), offset in continuity.holds().items():
             if partition in owned and topic in inputs.topics:
+                log.info("still holding back %s[%d]: seeking again to offset %d", topic,
+                         partition, offset)
                 await seek(topic, partition, offset)
         lag: dict[str, int] = {}
         for tp in app.consumer.assignment():

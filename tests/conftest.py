@@ -8,32 +8,19 @@ running one (then it is used as it is).
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from meter.ports import free_port_pair
 from meter.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 ACCEPTANCE_DIR = (REPO / ".." / "shared" / "acceptance").resolve()
 
 
-def _free_port_pair() -> int:
-    """A port p with p+1 free too (broker and controller listeners)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair on 127.0.0.1")
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +34,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("kafka-home"),
-        kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
+        kafka_bootstrap=f"127.0.0.1:{free_port_pair()}",
         kafka_partitions=2,
     )
     kafka_local.start(settings)

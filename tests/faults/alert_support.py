@@ -59,6 +59,7 @@ from tests.alerting.kafka_helpers import (
     read_deliveries,
     settings_item,
 )
+from tests.faults.support import PrintedReport, render_rows
 
 CHANNELS: Final = ("email", "slack", "webhook")
 RETRY_AFTER_S: Final = "1"
@@ -542,7 +543,7 @@ class ChannelCount:
 
 
 @dataclass
-class AlertReport:
+class AlertReport(PrintedReport):
     """The table each alerting fault test prints."""
 
     name: str
@@ -586,12 +587,7 @@ class AlertReport:
             ("what differed", "nothing" if not self.differed else
              f"{len(self.differed)}: " + "; ".join(self.differed[:6])),
         ] + [("note", note) for note in self.notes]
-        width = max(len(k) for k, _ in rows)
-        return "\n".join([f"== {self.name} =="] + [f"{k:<{width}}  {v}" for k, v in rows])
-
-    def show(self) -> None:
-        print("\n" + self.render(), file=sys.stderr)
-        print("\n" + self.render())
+        return render_rows(self.name, rows)
 
 
 def analyse(name: str, workload: AlertWorkload, hits: Mapping[str, Sequence[Hit]],

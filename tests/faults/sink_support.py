@@ -40,7 +40,7 @@ from sinks.rows import SINK_TOPICS, TABLE_OF_TOPIC
 from sinks.shape import iso, parse_time
 from sinks.store import StoreHandle
 from sinks.timeline import Queries
-from tests.faults.support import scrape
+from tests.faults.support import PrintedReport, render_rows, scrape
 from tests.streams.harness import committed
 
 # (base topic, record) as the sink reads it
@@ -585,7 +585,7 @@ def unwritable(dirs: Sequence[Path]) -> Iterator[str]:
 
 
 @dataclass
-class SinkReport:
+class SinkReport(PrintedReport):
     """The small table every sink fault test prints and asserts."""
 
     name: str
@@ -613,12 +613,7 @@ class SinkReport:
             ("what differed", "nothing" if not self.differed else
              f"{len(self.differed)}: " + "; ".join(self.differed[:5])),
         ] + [("note", note) for note in self.notes]
-        width = max(len(k) for k, _ in rows)
-        return "\n".join([f"== {self.name} =="] + [f"{k:<{width}}  {v}" for k, v in rows])
-
-    def show(self) -> None:
-        print("\n" + self.render(), file=sys.stderr)
-        print("\n" + self.render())
+        return render_rows(self.name, rows)
 
 
 def report_of(name: str, records: Sequence[SinkRecord], got: Contents, want: Contents

@@ -265,8 +265,26 @@ def crossing_problems(crossings: list[dict[str, Any]], expected: Expected,
     return problems
 
 
+def render_rows(name: str, rows: Sequence[tuple[str, str]]) -> str:
+    """A fault test's results table: one ``label  value`` line per row under its name."""
+    width = max(len(k) for k, _ in rows)
+    return "\n".join([f"== {name} =="] + [f"{k:<{width}}  {v}" for k, v in rows])
+
+
+class PrintedReport:
+    """A report that prints its table to stdout and stderr (shown with and without -s)."""
+
+    def render(self) -> str:
+        raise NotImplementedError
+
+    def show(self) -> None:
+        text = self.render()
+        print("\n" + text, file=sys.stderr)
+        print("\n" + text)
+
+
 @dataclass
-class Report:
+class Report(PrintedReport):
     """The small table every fault test prints and asserts."""
 
     name: str
@@ -300,13 +318,7 @@ class Report:
             ("what differed", "nothing" if not self.differed else
              f"{len(self.differed)}: " + "; ".join(self.differed[:5])),
         ] + [("note", note) for note in self.notes]
-        width = max(len(k) for k, _ in rows)
-        lines = [f"== {self.name} =="] + [f"{k:<{width}}  {v}" for k, v in rows]
-        return "\n".join(lines)
-
-    def show(self) -> None:
-        print("\n" + self.render(), file=sys.stderr)
-        print("\n" + self.render())
+        return render_rows(self.name, rows)
 
 
 def compare(name: str, expected: Expected, stream: StreamOutput, fixed: set[tuple[str, str]],

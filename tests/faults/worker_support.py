@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from meter.ports import free_port_pair
 from meter.settings import Settings, load_settings
 from meter.topic_reader import end_offsets
 
@@ -136,19 +136,6 @@ def wait_committed(settings: Settings, topics: list[str] | tuple[str, ...],
 # --- a dedicated broker ---------------------------------------------------------------------
 
 
-def free_port_pair() -> int:
-    """A port p with p+1 free too (broker and controller listeners); see tests/conftest.py."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair on 127.0.0.1")
 
 
 @contextlib.contextmanager
