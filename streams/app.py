@@ -158,9 +158,8 @@ def create_app(settings: Settings) -> faust.App:
             result.acknowledged()
             metrics.batches += 1
             for (topic, partition), missing in continuity.take_seeks().items():
-                log.warning("offset %d of %s[%d] was not delivered before later ones: "
-                            "holding them back and seeking back to it", missing, topic,
-                            partition)
+                log.warning("%s[%d]: events after a missing offset are held back; seeking "
+                            "back to offset %d", topic, partition, missing)
                 await seek(topic, partition, missing)
             # 3. take_events acks the batch after this body
 

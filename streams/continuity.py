@@ -54,12 +54,22 @@ class OffsetContinuity:
         """A new assignment: each partition's fetch restarts at ``starts`` (the group's
         committed offset; None when it has none and the reset policy decides).
 
-        Every hold ends: a partition kept restarts at its committed offset, which is at
-        or below any offset this worker held back (held messages are never acked).
+        A hold on a partition kept stays, with a seek back to the committed offset (at
+        or below the hold: held messages are never acked): this can run after events
+        of the new assignment were already delivered, and the held ones must come again
+        (the stall a fault test found when holds were simply dropped here). A hold the
+        committed offset passed (another worker applied those events) ends.
         """
-        self._next = {tp: start for tp, start in starts.items() if start is not None}
-        self._held.clear()
+        held, self._held = self._held, {}
         self._seeks.clear()
+        self._next = {tp: start for tp, start in starts.items() if start is not None}
+        for tp, offset in held.items():
+            if tp not in starts:
+                continue  # not ours any more
+            start = starts[tp]
+            if start is None or start <= offset:
+                self._held[tp] = offset
+                self._seeks[tp] = offset if start is None else start
 
     def admit(self, tp: TopicPartition, offset: int, owned: bool) -> Verdict:
         held = self._held.get(tp)

@@ -113,3 +113,25 @@ def test_stale_events_above_the_new_start_are_a_hole() -> None:
     assert guard.answer(TOKENS, 3, first=2) is HOLD
     assert guard.take_seeks() == {TOKENS: 2}
     assert _applied(guard, [4, 2, 3, 4]) == [2, 3, 4]
+
+
+def test_a_hold_survives_a_late_assignment_and_the_partition_is_sought_back() -> None:
+    # The stall: events of the new assignment delivered and held before the assignment
+    # was recorded; dropping the hold there left them acked by nobody, delivered never.
+    guard = _guard(None)
+    _applied(guard, [40, 41])
+    assert guard.admit(TOKENS, 43, True) is ASK
+    guard.answer(TOKENS, 43, first=42)
+    guard.assigned({TOKENS: 40})
+    assert guard.holds() == {TOKENS: 42}
+    assert guard.take_seeks() == {TOKENS: 40}
+    assert _applied(guard, [43, 40, 41, 42, 43]) == [40, 41, 42, 43]
+
+
+def test_a_hold_the_committed_offset_passed_ends_with_the_assignment() -> None:
+    guard = _guard(0)
+    _applied(guard, [0, 1])
+    _applied(guard, [2, 3], owned=False)
+    guard.assigned({TOKENS: 90})
+    assert guard.holds() == {} and guard.take_seeks() == {}
+    assert _applied(guard, [90, 91]) == [90, 91]
