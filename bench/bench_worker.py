@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,14 +31,17 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from bench.probes import CrossingCollector, percentile, probe_plan, probe_tokens
 from deploy import kafka_local
 from deploy.topics import create_topics
+from meter.ports import free_port
 from meter.settings import Settings, load_settings
+from meter.topic_reader import end_offsets
 from meter.workload import Workload, generate_events
 from schemas.codec import encode_event, topic_of
 from schemas.registry import default_registry
 from streams.app import INPUT_TOPICS
-from tests.streams.harness import committed, end_offsets, free_port, worker_env
+from tests.streams.harness import committed, worker_env
 
 console = Console()
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -116,9 +118,9 @@ def raw_baseline(settings: Settings, total: int) -> float:
     started = time.perf_counter()
     while seen < total:
         for msg in consumer.consume(10_000, 1.0):
-            if msg.error() is not None:
-                continue
             value = msg.value()
+            if msg.error() is not None or value is None:
+                continue
             schema = schemas[int.from_bytes(value[1:5], "big")]
             fastavro.schemaless_reader(BytesIO(value[5:]), schema)
             seen += 1
@@ -196,19 +198,13 @@ def phase_latency(bootstrap: str, tmp: Path, rate: float, seconds: float,
     The background is the workload's mix over 500 workspaces; the probes are tokens
     events of workspaces planned beforehand whose one event crosses 80, 95 and 100 %.
     """
-    from schemas.codec import decode_record
-    from schemas.jsonl import parse_line
-
     settings = fresh_settings(bootstrap, tmp / "latency")
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
                          "partitioner": "murmur2_random", "linger.ms": 1})
     probes = int(probes_per_s * seconds)
     start = int(time.time() * 1000)
     for i in range(probes):
-        plan = parse_line(orjson.dumps({
-            "type": "plan", "event_id": f"p{i}", "workspace_id": f"lat{i}",
-            "occurred_at": start - 1000, "plan": "probe", "cycle_anchor": start - 1000,
-            "limits": {"ai_tokens": 1000}, "owners": ["ops@example.com"]}), now_ms=None)
+        plan = probe_plan(i, start - 1000)
         producer.produce(settings.topic("quota.plans"), key=plan.workspace_id.encode(),
                          value=encode_event(plan))
     background = [
@@ -221,23 +217,9 @@ def phase_latency(bootstrap: str, tmp: Path, rate: float, seconds: float,
     for topic, key, value in warmup:  # the 500 workspaces' plans and first events
         producer.produce(topic, key=key, value=value)
     producer.flush(30)
-    received: dict[str, float] = {}
-    stop = threading.Event()
-
-    def collect() -> None:
-        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                             "group.id": f"lat-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
-        consumer.subscribe([settings.topic("quota.thresholds")])
-        while not stop.is_set():
-            for msg in consumer.consume(1000, 0.1):
-                if msg.error() is None and msg.value():
-                    record = decode_record(msg.value())[1]
-                    if record["threshold"] == 100 and record["event_id"].startswith("t"):
-                        received.setdefault(record["event_id"], time.time())
-        consumer.close()
-
-    collector = threading.Thread(target=collect, daemon=True)
+    collector = CrossingCollector(settings)
     collector.start()
+    received = collector.received
     sent: dict[str, float] = {}
     probe_every = max(1, int(rate / probes_per_s))
     with worker(settings, tmp / "worker-latency.log") as (proc, _):
@@ -248,11 +230,7 @@ def phase_latency(bootstrap: str, tmp: Path, rate: float, seconds: float,
             producer.produce(topic, key=key, value=value)
             i = n // probe_every
             if n % probe_every == 0 and i < probes:
-                event = parse_line(orjson.dumps({
-                    "type": "tokens", "event_id": f"t{i}", "workspace_id": f"lat{i}",
-                    "occurred_at": int(time.time() * 1000), "member_id": "kim",
-                    "machine_id": None, "skill": None, "provider": "openai", "model": "gpt-4o",
-                    "input_tokens": 1000, "output_tokens": 0, "surface": "chat"}), now_ms=None)
+                event = probe_tokens(i)
                 sent[event.event_id] = time.time()
                 producer.produce(settings.topic("usage.tokens"),
                                  key=event.workspace_id.encode(), value=encode_event(event))
@@ -265,15 +243,14 @@ def phase_latency(bootstrap: str, tmp: Path, rate: float, seconds: float,
         deadline = time.monotonic() + 30
         while len(received) < len(sent) and time.monotonic() < deadline:
             time.sleep(0.2)
-    stop.set()
-    collector.join(5)
+    collector.stop()
     latencies = sorted((received[k] - sent[k]) * 1000 for k in sent if k in received)
     out["latency_background_events_per_s"] = rate
     out["latency_probes"] = len(sent)
     out["latency_received"] = len(latencies)
     if latencies:
         out["crossing_latency_p50_ms"] = round(statistics.median(latencies), 1)
-        out["crossing_latency_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1], 1)
+        out["crossing_latency_p99_ms"] = round(percentile(latencies, 0.99), 1)
 
 
 def phase_rss(bootstrap: str, tmp: Path, workspaces: int, out: dict[str, Any]) -> None:
