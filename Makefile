@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean faults-report
 
 setup: $(STAMP)
 
@@ -32,3 +32,9 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .meter .pytest_cache .mypy_cache .ruff_cache
+
+# The fault suite's result tables in one file (needs a broker: METER_KAFKA_BOOTSTRAP, or
+# the tests start their own).
+faults-report: $(STAMP)
+	@rm -f bench/results/faults_report.txt
+	METER_FAULT_REPORT=$(CURDIR)/bench/results/faults_report.txt $(VENV)/bin/pytest tests/faults tests/streams/test_every_quota.py -q $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ subprocesses (see ``tests/streams/harness.py``) and only read what they wrote.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -272,7 +273,9 @@ def render_rows(name: str, rows: Sequence[tuple[str, str]]) -> str:
 
 
 class PrintedReport:
-    """A report that prints its table to stdout and stderr (shown with and without -s)."""
+    """A report that prints its table to stdout and stderr (shown with and without -s),
+    and appends it to the file named by ``METER_FAULT_REPORT`` when set (``make
+    faults-report`` writes bench/results/faults_report.txt that way)."""
 
     def render(self) -> str:
         raise NotImplementedError
@@ -281,6 +284,10 @@ class PrintedReport:
         text = self.render()
         print("\n" + text, file=sys.stderr)
         print("\n" + text)
+        target = os.environ.get("METER_FAULT_REPORT")
+        if target:
+            with open(target, "a", encoding="utf-8") as report:
+                report.write(text + "\n\n")
 
 
 @dataclass
