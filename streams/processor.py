@@ -41,7 +41,8 @@ from streams.core.meter import WorkspaceMeter
 from streams.metrics import WorkerMetrics
 
 _HEADER = struct.Struct(">I")
-TOMBSTONE_TOPICS = frozenset({"quota.plans", "alerting.settings"})  # compacted, keyed
+# Compacted input topics (deploy/topics.toml): tombstones and real offset holes are normal.
+COMPACTED_INPUTS = frozenset({"quota.plans", "alerting.settings"})
 log = logging.getLogger("meter.worker")
 
 
@@ -173,7 +174,7 @@ class BatchProcessor:
         for msg in messages:
             base = self.base_topic(msg.topic)
             if msg.value is None:
-                if base in TOMBSTONE_TOPICS:  # a tombstone on a compacted control topic
+                if base in COMPACTED_INPUTS:  # a tombstone on a compacted control topic
                     continue
                 result.outputs.append(self._deadletter(
                     msg, base, "undecodable", "empty message (a tombstone on a usage topic)",
