@@ -23,6 +23,7 @@ import itertools
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -100,10 +101,10 @@ class Sampler(threading.Thread):
     (end offsets minus committed), events produced so far, crossings arrived since the
     last sample and their latencies."""
 
-    def __init__(self, settings: Settings, pid: int, sent: dict[str, float],
+    def __init__(self, settings: Settings, pid: int, port: int, sent: dict[str, float],
                  collector: CrossingCollector, produced: list[int]) -> None:
         super().__init__(daemon=True, name="load-sampler")
-        self.settings, self.pid, self.sent = settings, pid, sent
+        self.settings, self.pid, self.port, self.sent = settings, pid, port, sent
         self.collector, self.produced = collector, produced
         self.samples: list[dict[str, Any]] = []
         self.phase = "load"
@@ -142,13 +143,17 @@ class Sampler(threading.Thread):
                 lag += max(0, end - max(0, done[(tp.topic, tp.partition)]))
         except Exception as exc:  # a slow broker: a gap in the lag series, said so
             console.print(f"[yellow]lag sample failed at {t:.0f} s: {exc}")
+        try:  # the S6 event ids the worker holds: what its heap grows with by design
+            ids = int(worker_metrics(self.port)["meter_worker_ids_remembered"])
+        except (httpx.HTTPError, KeyError):
+            ids = None
         latencies = []
         for event_id, arrived in list(self.collector.received.items()):
             if event_id not in self._seen and event_id in self.sent:
                 self._seen.add(event_id)
                 latencies.append(round((arrived - self.sent[event_id]) * 1000, 1))
         latencies.sort()
-        return {"t": round(t, 2), "phase": self.phase, "rss_mb": rss, "lag": lag,
+        return {"t": round(t, 2), "phase": self.phase, "rss_mb": rss, "lag": lag, "ids": ids,
                 "produced": self.produced[0], "crossings": len(latencies),
                 "latency_p50_ms": percentile(latencies, 0.5) if latencies else None,
                 "latency_p99_ms": percentile(latencies, 0.99) if latencies else None,
@@ -200,6 +205,28 @@ def worker_metrics(port: int) -> dict[str, float]:
         if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
             found[parts[0]] = float(parts[1])
     return found
+
+
+def bytes_per_remembered_id(n: int = 200_000) -> float:
+    """Heap bytes one S6 id costs in ``IdWindow`` (a UUID text and its time), measured
+    with tracemalloc: turns the worker's ids gauge into MB."""
+    import tracemalloc
+    import uuid
+
+    from streams.core.dedup import IdWindow
+
+    ids = [str(uuid.uuid4()) for _ in range(n)]  # the strings live in the window
+    window = IdWindow()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i, event_id in enumerate(ids):
+        window.remember(event_id, 1_772_532_000_000 + i)
+    del ids
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    # the id strings were allocated before tracing: add their size
+    text = sys.getsizeof(str(uuid.uuid4()))
+    return used / n + text
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float:
@@ -262,6 +289,21 @@ def summarize(samples: list[dict[str, Any]], warmup_s: float, flat_mb_per_min: f
     return rows, summary
 
 
+def ids_share(samples: list[dict[str, Any]], warmup_s: float, id_bytes: float,
+              rss_slope: float) -> dict[str, Any]:
+    """How much of the RSS slope the growth of the S6 id memory accounts for."""
+    points = [(s["t"], float(s["ids"])) for s in samples
+              if s["phase"] == "load" and s["ids"] is not None and s["t"] >= warmup_s]
+    ids_slope = slope_per_min(points)  # ids per minute
+    explained = ids_slope * id_bytes / 2**20
+    return {"ids_remembered_end": max((int(s["ids"]) for s in samples if s["ids"] is not None),
+                                      default=None),
+            "ids_per_min": round(ids_slope),
+            "bytes_per_id": round(id_bytes, 1),
+            "rss_slope_from_ids_mb_per_min": round(explained, 3),
+            "rss_slope_without_ids_mb_per_min": round(rss_slope - explained, 3)}
+
+
 def run(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter()
     settings = fresh_settings(bootstrap, tmp / "load")
@@ -282,7 +324,7 @@ def run(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         wait_committed(settings, proc, timeout_s=600)
         console.print(f"worker {proc.pid} caught up on the control events; "
                       f"{args.rate:,.0f} events/s for {args.duration:.0f} s")
-        sampler = Sampler(settings, proc.pid, sent, collector, produced)
+        sampler = Sampler(settings, proc.pid, port, sent, collector, produced)
         sampler.start()
         load_s = paced(producer, usage, args.rate, probes, settings.topic("usage.tokens"),
                        sent, produced, delivery)
@@ -303,6 +345,8 @@ def run(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"the worker exited with {proc.returncode}")
     collector.stop()
     rows, summary = summarize(sampler.samples, args.warmup, args.flat_mb_per_min)
+    summary.update(ids_share(sampler.samples, args.warmup, bytes_per_remembered_id(),
+                             summary["rss_slope_mb_per_min"]))
     counted = int(counters.get("meter_worker_processed_total", -1))
     summary.update({
         "events_in": delivery.delivered, "events_failed": delivery.failed,
@@ -356,6 +400,10 @@ def report(result: dict[str, Any]) -> None:
                   f"{summary['rss_flat_threshold_mb_per_min']} MB/min); first minute "
                   f"{summary['rss_first_minute_mb']} MB, last minute "
                   f"{summary['rss_last_minute_mb']} MB")
+    console.print(f"S6 event ids held: {_fmt(summary['ids_remembered_end'])} at the end, "
+                  f"{_fmt(summary['ids_per_min'])}/min x {summary['bytes_per_id']} B = "
+                  f"{summary['rss_slope_from_ids_mb_per_min']:+.3f} MB/min of the slope; "
+                  f"without them {summary['rss_slope_without_ids_mb_per_min']:+.3f} MB/min")
     match = "[green]match" if summary["counts_match"] else "[red]MISMATCH"
     console.print(f"events in {summary['events_in']:,}, counted by the worker "
                   f"{summary['events_counted']:,}: {match}")

@@ -1,4 +1,5 @@
-"""Read a whole topic, from the beginning to the end it has now, decoded.
+"""Read a whole topic, from the beginning to the end it has now, decoded; and where a
+topic ends and where a consumer group stands on it.
 
 For summaries and tests that need "everything on this topic": the demo's summary,
 integration tests. Not a consumer for services (they commit and follow).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from meter.settings import Settings
@@ -32,6 +34,24 @@ def end_offsets(settings: Settings, bases: list[str] | tuple[str, ...]
         return ends
     finally:
         consumer.close()
+
+
+def committed_offsets(settings: Settings, group: str, tps: Iterable[tuple[str, int]]
+                      ) -> dict[tuple[str, int], int | None]:
+    """(real topic, partition) -> the group's committed offset, None where it has none.
+
+    Asked by a plain consumer that never joins the group. Raises ``KafkaException`` when
+    the broker cannot say (down, or its group coordinator still loading after a start).
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        found = consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}
 
 
 def read_all(settings: Settings, base: str, timeout_s: float = 30.0

@@ -29,8 +29,10 @@ from faust.streams import _current_event  # see _write_entry
 from faust.types import TP, EventT
 
 from meter.settings import Settings
+from meter.topic_reader import committed_offsets
 from schemas.codec import encode_record
 from schemas.events import RAW_USAGE_TOPICS
+from streams import faust_fixes
 from streams.continuity import OffsetContinuity, Verdict
 from streams.metrics import WorkerMetrics
 from streams.processor import COMPACTED_INPUTS, BatchProcessor, OutputRecord, RawMessage
@@ -45,12 +47,20 @@ INPUT_TOPICS = (*RAW_USAGE_TOPICS, "quota.plans", "quota.topups", "alerting.sett
 BATCH_MAX = 5000
 BATCH_WITHIN_S = 0.3  # the most a lone event waits for its batch (crossing latency)
 HEARTBEAT_INTERVAL_S = 5.0
-SNAPSHOT_INTERVAL_S = 1.0
-LAG_INTERVAL_S = 2.0  # usage.aggregates and quota.state of changed workspaces
+SNAPSHOT_INTERVAL_S = 1.0  # usage.aggregates and quota.state of changed workspaces
+LAG_INTERVAL_S = 2.0  # lag and memory gauges; a held partition is sought again
+# RocksDB memory per table partition. Faust's defaults (three 64 MB write buffers and a
+# 2 GiB block cache per partition) let a busy worker's RSS climb by hundreds of MB
+# before it levels off (claimed from the defaults, not measured alone: see
+# bench/bench_load.py). The worker reads a workspace from the store only on a miss of
+# its own entry cache, so a small block cache is enough.
+ROCKSDB_OPTIONS = {"write_buffer_size": 16 << 20, "max_write_buffer_number": 2,
+                   "block_cache_size": 32 << 20}
 
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app wired to ``settings``; ``app.main()`` or ``app.worker`` runs it."""
+    faust_fixes.install()
     app_id = settings.topic_prefix + settings.worker_id
     datadir = (settings.data_dir / "faust").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +94,8 @@ def create_app(settings: Settings) -> faust.App:
                        key_serializer="raw", value_serializer="raw")
     workspaces = ChangelogTable(app, name="workspaces", key_type=bytes, value_type=bytes,
                                 default=None, beacon=app.tables.beacon,
-                                partitions=settings.kafka_partitions)
+                                partitions=settings.kafka_partitions,
+                                options=ROCKSDB_OPTIONS)
     app.tables.add(workspaces)
     metrics = WorkerMetrics()
 
@@ -147,12 +158,17 @@ def create_app(settings: Settings) -> faust.App:
             except BaseException:
                 # Cancelled (shutdown, rebalance) or failed before the broker confirmed
                 # the batch: take_events would still ack it, and Faust could commit
-                # offsets whose state exists only in this process. Unacked, the batch
-                # is delivered again (fences and S6 make that exact; the offset hole it
-                # leaves is caught by ``continuity`` if this worker goes on).
+                # offsets whose state exists only in this process. Unacked, and sought
+                # back to (Faust would not deliver it again by itself), the batch is
+                # delivered again; fences and S6 make that exact.
                 for ev in events:
                     _disown(app.consumer, ev.message)
                 processor.forget()
+                firsts: dict[tuple[str, int], int] = {}
+                for msg in raw:
+                    tp = (msg.topic, msg.partition)
+                    firsts[tp] = min(firsts.get(tp, msg.offset), msg.offset)
+                continuity.redeliver(firsts)
                 raise
             result.acknowledged()
             metrics.batches += 1
@@ -166,11 +182,10 @@ def create_app(settings: Settings) -> faust.App:
         tp = (topic, partition)
         verdict = continuity.admit(tp, offset, owned)
         if verdict is Verdict.ASK:  # a hole before it: real (a marker) or a lost delivery?
+            # Only the broker knows: Faust's own gap records also cover offsets its
+            # fetcher dropped (trusting them lost events in tests/faults/test_store_loss).
             missing = continuity.missing(tp)
-            if _fetch_skipped(app.consumer, TP(topic, partition), missing, offset):
-                first: int | None = offset
-            else:  # not seen by the fetcher: ask the broker
-                first = await asyncio.to_thread(probe.first_offset, topic, partition, missing)
+            first = await asyncio.to_thread(probe.first_offset, topic, partition, missing)
             verdict = continuity.answer(tp, offset, first)
             metrics.holes += 1
         return verdict is Verdict.APPLY
@@ -238,6 +253,7 @@ def create_app(settings: Settings) -> faust.App:
             if position is not None and highwater is not None:
                 lag[f"{tp.topic}:{tp.partition}"] = max(0, highwater - position)
         metrics.lag = lag
+        metrics.workspaces_cached, metrics.ids_remembered = processor.held_in_memory()
 
     heartbeat_topic = settings.topic("quota.state")
     heartbeat_key = HEARTBEAT_KEY_PREFIX + app_id.encode()
@@ -289,19 +305,6 @@ def create_app(settings: Settings) -> faust.App:
 
     app.meter_metrics = metrics  # type: ignore[attr-defined]
     return app
-
-
-def committed_offsets(settings: Settings, group: str, tps: list[tuple[str, int]]
-                      ) -> dict[tuple[str, int], int | None]:
-    """The group's committed offsets (None where it has none): where a new assignment's
-    fetch restarts. A plain consumer that never joins the group, only asks."""
-    consumer = ConfluentConsumer({"bootstrap.servers": settings.kafka_bootstrap,
-                                  "group.id": group, "enable.auto.commit": False})
-    try:
-        found = consumer.committed([ConfluentTopicPartition(t, p) for t, p in tps], timeout=10)
-    finally:
-        consumer.close()
-    return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}
 
 
 class OffsetProbe:
@@ -371,18 +374,6 @@ class ChangelogTable(faust.Table[bytes, bytes]):
         """The changelog records written since the last call (futures of their acks)."""
         sent, self._sent = self._sent, []
         return sent
-
-
-def _fetch_skipped(consumer: Any, tp: TP, start: int, end: int) -> bool:
-    """Whether Faust's fetcher saw the broker return no record for offsets [start, end).
-
-    Faust records such gaps (transaction markers) to commit past them; a message it
-    dropped itself is not among them. A cheap first answer before asking the broker.
-    """
-    gaps = consumer._gap.get(tp)
-    if not gaps or end - start > 10_000:
-        return False
-    return all(gaps.overlaps_point(offset) for offset in range(start, end))
 
 
 def _disown(consumer: Any, message: Any) -> None:

@@ -111,6 +111,16 @@ class OffsetContinuity:
         self._seeks[tp] = missing
         return Verdict.HOLD
 
+    def redeliver(self, firsts: Mapping[TopicPartition, int]) -> None:
+        """Admitted events were not applied (their batch failed): each partition goes
+        back to its first such offset, and every later event is held until it comes
+        again (the agent seeks there; nothing else would deliver it again)."""
+        for tp, offset in firsts.items():
+            held = self._held.get(tp)
+            if held is None or offset < held:
+                self._held[tp] = offset
+                self._seeks[tp] = offset
+
     def take_seeks(self) -> dict[TopicPartition, int]:
         """Partitions to seek back to their first missing offset, once per new hold."""
         seeks, self._seeks = self._seeks, {}

@@ -19,6 +19,8 @@ class WorkerMetrics:
     held_back: int = 0  # events of revoked partitions or after a hole, left unacked (redelivered)
     seeks: int = 0  # partitions sought back to their first missing offset
     holes: int = 0  # offset holes seen in non-compacted input partitions (asked the broker)
+    workspaces_cached: int = 0  # gauge: workspaces held decoded in memory
+    ids_remembered: int = 0  # gauge: S6 event ids those workspaces hold
     # "topic:partition" -> records behind the end (high watermark - position), refreshed
     # every few seconds by the app
     lag: dict[str, int] = field(default_factory=dict)
@@ -45,6 +47,12 @@ class WorkerMetrics:
             name = f"{prefix}_{f.name}_total"
             lines += [f"# HELP {name} {self._HELP[f.name]}", f"# TYPE {name} counter",
                       f"{name} {getattr(self, f.name)}"]
+        lines += [f"# HELP {prefix}_workspaces_cached Workspaces held decoded in memory",
+                  f"# TYPE {prefix}_workspaces_cached gauge",
+                  f"{prefix}_workspaces_cached {self.workspaces_cached}",
+                  f"# HELP {prefix}_ids_remembered Event ids held for S6 duplicate detection",
+                  f"# TYPE {prefix}_ids_remembered gauge",
+                  f"{prefix}_ids_remembered {self.ids_remembered}"]
         lines += [f"# HELP {prefix}_consumer_lag Records behind the end, per topic partition",
                   f"# TYPE {prefix}_consumer_lag gauge"]
         for tp, lag in sorted(self.lag.items()):

@@ -242,6 +242,10 @@ class BatchProcessor:
         self._dirty.update(touched)
         return result
 
+    def held_in_memory(self) -> tuple[int, int]:
+        """(workspaces cached, S6 event ids they hold): what the worker's heap grows with."""
+        return len(self._cache), sum(e.meter.remembered_ids() for _, e in self._cache.values())
+
     def take_snapshots(self, now_ms: int | None = None) -> list[OutputRecord]:
         """``usage.aggregates`` rows and a ``quota.state`` record of every workspace
         changed since the last call (run on a short timer, not per batch).

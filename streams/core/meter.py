@@ -619,6 +619,10 @@ class WorkspaceMeter:
         latest = max(w.latest for w in self.windows)
         return latest if latest > -(2**62) else None
 
+    def remembered_ids(self) -> int:
+        """Event ids this meter holds for S6 (its memory grows with them, not with keys)."""
+        return sum(len(window) for window in self.windows) + len(self.topup_ids.ids)
+
     def mark_all_dirty(self) -> None:
         """After recovery: every key of the open cycles goes out again (State and exactness)."""
         self.track_changes = True

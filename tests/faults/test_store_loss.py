@@ -35,10 +35,6 @@ from tests.streams.harness import (
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "OPEN, intermittent (about 1 run in 5 since session 2): a restarted worker sometimes "
-    "does not catch up within 240 s (one partition's committed offset stops; no loss "
-    "seen). Cause not found; see docs/reliability.md."))
 def test_a_worker_restarted_without_its_store_recovers_exact_totals(
     meter_settings: Settings, tmp_path: Path
 ) -> None:

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from meter.ports import free_port_pair
 from meter.settings import Settings, load_settings
 from meter.topic_reader import end_offsets
+from tests.streams.harness import committed
 
 # (base topic, key, value); key None is a record without a key
 RawRecord = tuple[str, bytes | None, bytes]
@@ -102,17 +103,12 @@ def log_crashes(log: Path) -> list[str]:
 
 def committed_now(settings: Settings, group: str, keys: Iterable[tuple[str, int]]
                   ) -> dict[tuple[str, int], int] | None:
-    """The group's committed offsets, or None while the broker cannot say (down, group
-    coordinator still loading after a start)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False, "log_level": 0})
+    """The group's committed offsets (-1 where none), or None while the broker cannot
+    say (down, group coordinator still loading after a start)."""
     try:
-        tps = consumer.committed([TopicPartition(t, p) for t, p in keys], timeout=10)
+        return committed(settings, group, keys)
     except KafkaException:
         return None
-    finally:
-        consumer.close()
-    return {(tp.topic, tp.partition): tp.offset for tp in tps}
 
 
 def wait_committed(settings: Settings, topics: list[str] | tuple[str, ...],

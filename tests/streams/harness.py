@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from meter.ports import free_port
 from meter.settings import Settings
-from meter.topic_reader import end_offsets, read_all
+from meter.topic_reader import committed_offsets, end_offsets, read_all
 from schemas.codec import encode_event, topic_of
 from schemas.jsonl import parse_line
 from schemas.validation import InvalidEvent
@@ -92,11 +92,9 @@ def produce_raw(settings: Settings, base_topic: str, key: bytes, value: bytes) -
 
 def committed(settings: Settings, group: str, keys: Iterable[tuple[str, int]]
               ) -> dict[tuple[str, int], int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
-    tps = consumer.committed([TopicPartition(t, p) for t, p in keys], timeout=10)
-    consumer.close()
-    return {(tp.topic, tp.partition): tp.offset for tp in tps}
+    """The group's committed offsets, -1 where it has none."""
+    found = committed_offsets(settings, group, keys)
+    return {k: -1 if offset is None else offset for k, offset in found.items()}
 
 
 def wait_caught_up(settings: Settings, timeout_s: float = 180.0,

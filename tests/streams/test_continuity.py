@@ -135,3 +135,27 @@ def test_a_hold_the_committed_offset_passed_ends_with_the_assignment() -> None:
     guard.assigned({TOKENS: 90})
     assert guard.holds() == {} and guard.take_seeks() == {}
     assert _applied(guard, [90, 91]) == [90, 91]
+
+
+def test_a_failed_batch_is_delivered_again_from_its_first_offset() -> None:
+    # 10-14 were admitted, then the batch failed before the broker confirmed it: Faust
+    # will not deliver them again by itself, and later events must wait for them.
+    guard = _guard(10)
+    assert _applied(guard, [10, 11, 12, 13, 14]) == [10, 11, 12, 13, 14]
+    guard.redeliver({TOKENS: 10})
+    assert guard.take_seeks() == {TOKENS: 10}
+    assert _applied(guard, [15, 16]) == []  # already buffered: held
+    assert _applied(guard, [10, 11, 12, 13, 14, 15, 16]) == [10, 11, 12, 13, 14, 15, 16]
+    assert guard.holds() == {}
+
+
+def test_a_failed_batch_behind_a_hold_moves_the_hold_back() -> None:
+    guard = _guard(10)
+    assert _applied(guard, [10, 11]) == [10, 11]
+    assert guard.admit(TOKENS, 13, True) is ASK
+    assert guard.answer(TOKENS, 13, first=12) is HOLD
+    guard.take_seeks()
+    guard.redeliver({TOKENS: 10})  # 10 and 11 were in the failed batch
+    assert guard.holds() == {TOKENS: 10} and guard.take_seeks() == {TOKENS: 10}
+    guard.redeliver({TOKENS: 11})  # a later failure above the hold changes nothing
+    assert guard.holds() == {TOKENS: 10} and guard.take_seeks() == {}

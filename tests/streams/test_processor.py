@@ -107,3 +107,18 @@ def test_an_empty_message_on_a_usage_topic_is_dead_lettered_not_dropped() -> Non
     assert [(d["source_topic"], d["offset"], d["reason"]) for d in letters] == [
         ("usage.tokens", 7, "undecodable")]
     assert processor.metrics.dead_lettered == 1
+
+
+def test_memory_held_counts_cached_workspaces_and_their_event_ids() -> None:
+    table: dict[bytes, bytes] = {}
+    processor = BatchProcessor(table.get, clock_ms=lambda: NOW)
+    assert processor.held_in_memory() == (0, 0)
+    more = [_message(i, {"type": "tokens", "event_id": f"t{i}", "workspace_id": "wa",
+                         "occurred_at": "2026-03-03T10:00:00Z", "member_id": "kim",
+                         "machine_id": None, "skill": None, "provider": "openai",
+                         "model": "gpt-4o", "input_tokens": 1, "output_tokens": 0,
+                         "surface": "chat"}, "usage.tokens") for i in range(1, 4)]
+    processor.process([PLAN, TOKENS, *more, more[0]])  # the last one a redelivery
+    assert processor.held_in_memory() == (1, 5)  # the plan and 4 tokens events (S6)
+    processor.drop_partitions([0])
+    assert processor.held_in_memory() == (0, 0)
