@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meter.settings import Settings, StalePolicy
 from schemas.events import QUOTAS
@@ -108,6 +111,60 @@ class ApiMetrics:
         return "\n".join(lines) + "\n"
 
 
+class AuthAndMetrics:
+    """Bearer auth for every /v1 route, and request counts and time, as a plain ASGI
+    middleware: Starlette's ``@app.middleware("http")`` runs each request through an
+    extra task and memory stream, which was a good part of the check API's latency."""
+
+    def __init__(self, app: ASGIApp, token: bytes | None, metrics: ApiMetrics) -> None:
+        self.app, self.token, self.metrics = app, token, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        refused = self._refusal(scope) if scope["path"].startswith("/v1/") else None
+        if refused is not None:
+            await refused(scope, receive, send_and_note)
+        else:
+            await self.app(scope, receive, send_and_note)
+        route = scope.get("route")  # set by the router on the same scope
+        key = (getattr(route, "path", "unmatched"), status)
+        self.metrics.requests[key] = self.metrics.requests.get(key, 0) + 1
+        self.metrics.latency_sum_s += time.perf_counter() - started
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        if self.token is None:
+            return _error(401, "unauthorized",
+                          "the API has no token configured; set METER_API_TOKEN")
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                given = value
+                break
+        scheme, _, credential = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(credential, self.token):
+            return _error(401, "unauthorized",
+                          "send `Authorization: Bearer <token>` with the API token",
+                          {"WWW-Authenticate": "Bearer"})
+        return None
+
+
+def _json(body: dict[str, Any]) -> Response:
+    # returned as is: FastAPI would otherwise validate and serialize it again through
+    # the response model (which still documents it in the OpenAPI document)
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
@@ -136,30 +193,7 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
         responses={401: {"model": ApiError}, 422: {"model": ApiError}},
     )
 
-    @api.middleware("http")
-    async def auth_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        if request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            scheme, _, credential = given.partition(" ")
-            if token is None:
-                response = _error(401, "unauthorized",
-                                  "the API has no token configured; set METER_API_TOKEN")
-            elif scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode(), token):
-                response = _error(401, "unauthorized",
-                                  "send `Authorization: Bearer <token>` with the API token",
-                                  {"WWW-Authenticate": "Bearer"})
-            else:
-                response = await call_next(request)
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        key = (getattr(route, "path", "unmatched"), response.status_code)
-        metrics.requests[key] = metrics.requests.get(key, 0) + 1
-        metrics.latency_sum_s += time.perf_counter() - started
-        return response
+    api.add_middleware(AuthAndMetrics, token=token, metrics=metrics)
 
     @api.exception_handler(RequestValidationError)
     async def malformed(_: Request, exc: RequestValidationError) -> Response:
@@ -168,6 +202,14 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
             for err in exc.errors()
         )
         return _error(422, "malformed_request", problems)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
+            return _error(422, "malformed_request", f"body: {exc.detail}")
+        slug = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return _error(exc.status_code, slug, str(exc.detail),
+                      dict(exc.headers) if exc.headers else None)
 
     def stale_now(now_ms: int) -> bool:
         return now_ms - state_view.newest_seen_ms > settings.api_stale_after_s * 1000
@@ -182,7 +224,7 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
         now_ms = clock_ms()
         stale = stale_now(now_ms)
         answers = decide_all(record, now_ms)
-        return {
+        return _json({
             "workspace_id": workspace_id, "plan": record["plan"],
             "cycle_start": utc_text(answers[0].cycle_start),
             "cycle_ends_at": utc_text(answers[0].cycle_ends_at),
@@ -194,7 +236,7 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
                  "reason": a.reason}
                 for a in answers
             ],
-        }
+        })
 
     @api.post("/v1/check", response_model=Decision, responses={404: {"model": ApiError}})
     async def check(body: CheckRequest) -> Any:
@@ -210,9 +252,9 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
         if decision != answer.decision:
             reason = (f"the usage view is older than {settings.api_stale_after_s:g} s; "
                       f"{settings.api_stale_policy.value} policy: {decision}")
-        return {"decision": decision, "used": answer.used, "limit": answer.limit,
-                "percent": answer.percent, "resets_at": utc_text(answer.resets_at),
-                "reason": reason, "as_of": utc_text(record["as_of"]), "stale": stale}
+        return _json({"decision": decision, "used": answer.used, "limit": answer.limit,
+                      "percent": answer.percent, "resets_at": utc_text(answer.resets_at),
+                      "reason": reason, "as_of": utc_text(record["as_of"]), "stale": stale})
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

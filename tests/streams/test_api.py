@@ -184,6 +184,22 @@ def test_a_body_that_is_not_json_gets_422() -> None:
     assert response.status_code == 422
 
 
+def test_a_body_that_is_not_utf8_gets_422_in_the_api_error_format() -> None:
+    # found by schemathesis: FastAPI answered 400 {"detail": ...}, undocumented
+    with _client([_state_record("ai_tokens", 1)]) as client:
+        response = client.post("/v1/check", content=b"B\xff\x17", headers={
+            **AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"] == "malformed_request"
+
+
+def test_an_unknown_route_gets_404_in_the_api_error_format() -> None:
+    with _client([]) as client:
+        response = client.get("/v1/nowhere", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "detail": "Not Found"}
+
+
 @pytest.mark.parametrize("policy, expected", [("fail_open", "allow"), ("fail_closed", "reject")])
 def test_a_stale_view_answers_hard_quotas_by_the_policy(policy: str, expected: str) -> None:
     settings = load_settings(api_token=TOKEN, api_stale_after_s=30, api_stale_policy=policy)
@@ -211,6 +227,23 @@ def test_a_heartbeat_keeps_an_idle_view_fresh() -> None:
         answer = client.post("/v1/check", json={"workspace_id": "wa", "quota": "ai_tokens"},
                              headers=AUTH).json()
     assert answer["stale"] is False
+
+
+def test_metrics_count_requests_by_route_and_status() -> None:
+    with _client([_state_record("ai_tokens", 10)]) as client:
+        check = {"workspace_id": "wa", "quota": "ai_tokens"}
+        assert client.post("/v1/check", json=check, headers=AUTH).status_code == 200
+        assert client.post("/v1/check", json=check, headers=AUTH).status_code == 200
+        assert client.post("/v1/check", json=check).status_code == 401
+        assert client.get("/v1/workspaces/nobody/quotas", headers=AUTH).status_code == 404
+        assert client.get("/nowhere").status_code == 404
+        text = client.get("/metrics").text
+    assert 'meter_api_requests_total{route="/v1/check",status="200"} 2' in text
+    # refused before routing: counted, under no route
+    assert 'meter_api_requests_total{route="unmatched",status="401"} 1' in text
+    assert ('meter_api_requests_total{route="/v1/workspaces/{workspace_id}/quotas",'
+            'status="404"} 1') in text
+    assert 'meter_api_requests_total{route="unmatched",status="404"} 1' in text
 
 
 def test_the_openapi_document_describes_both_routes() -> None:
