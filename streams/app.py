@@ -141,6 +141,8 @@ def create_app(settings: Settings) -> faust.App:
                     else:
                         _disown(app.consumer, m)
                         metrics.held_back += 1
+                for (topic, partition), start, end in continuity.take_holes():
+                    faust_fixes.record_hole(app.consumer, TP(topic, partition), start, end)
                 for (topic, partition), offset in continuity.holds().items():
                     if (topic, partition) not in held_before:
                         log.info("holding back %s[%d] from offset %d (%s)", topic, partition,

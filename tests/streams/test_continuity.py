@@ -35,6 +35,8 @@ def test_a_hole_with_no_record_in_it_is_real_and_the_event_applies() -> None:
     assert guard.answer(TOKENS, 13, first=13) is APPLY
     assert _applied(guard, [14, 15]) == [14, 15]
     assert guard.take_seeks() == {} and guard.holds() == {}
+    assert guard.take_holes() == [(TOKENS, 12, 13)]  # the offset commit may pass it
+    assert guard.take_holes() == []
 
 
 def test_a_lost_delivery_holds_later_events_and_seeks_back() -> None:
@@ -49,6 +51,7 @@ def test_a_lost_delivery_holds_later_events_and_seeks_back() -> None:
     # stale events still buffered after the seek stay held; the refetch ends the hold
     assert _applied(guard, [14, 15, 12, 13, 14, 15]) == [12, 13, 14, 15]
     assert guard.holds() == {}
+    assert guard.take_holes() == []  # a lost delivery is no hole: never committed past
 
 
 def test_without_an_answer_from_the_broker_the_hole_is_held() -> None:
@@ -91,6 +94,7 @@ def test_without_a_committed_offset_the_first_event_sets_the_start() -> None:
 def test_compacted_topics_may_have_holes() -> None:
     guard = _guard(0, PLANS)
     assert _applied(guard, [0, 7, 9], tp=PLANS) == [0, 7, 9]
+    assert guard.take_holes() == [(PLANS, 1, 7), (PLANS, 8, 9)]
 
 
 def test_a_revoked_partition_is_held_without_a_seek_until_the_next_assignment() -> None:
