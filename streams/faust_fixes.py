@@ -65,7 +65,7 @@ def new_offset(consumer: Any, tp: TP) -> int | None:
         found = sorted(holes.overlap(0, max_offset + 1), key=lambda interval: interval.begin)
         if found:
             acked.extend(o for interval in found for o in range(interval.begin, interval.end))
-            holes.chop(0, max(found[-1].end, max_offset + 1))
+            holes.chop(0, max(max(interval.end for interval in found), max_offset + 1))
     committed: int | None = consumer._committed_offset[tp]
     offsets = sorted({o for o in acked if committed is None or o >= committed})
     acked[:] = offsets

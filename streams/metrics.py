@@ -38,6 +38,10 @@ class WorkerMetrics:
         "seeks": "Partitions sought back to their first missing offset",
         "holes": "Offset holes in an input partition (transaction markers or lost deliveries)",
     }
+    _GAUGES: ClassVar[dict[str, str]] = {
+        "workspaces_cached": "Workspaces held decoded in memory",
+        "ids_remembered": "Event ids held for S6 duplicate detection",
+    }
 
     def render(self, prefix: str = "meter_worker") -> str:
         lines = []
@@ -47,12 +51,10 @@ class WorkerMetrics:
             name = f"{prefix}_{f.name}_total"
             lines += [f"# HELP {name} {self._HELP[f.name]}", f"# TYPE {name} counter",
                       f"{name} {getattr(self, f.name)}"]
-        lines += [f"# HELP {prefix}_workspaces_cached Workspaces held decoded in memory",
-                  f"# TYPE {prefix}_workspaces_cached gauge",
-                  f"{prefix}_workspaces_cached {self.workspaces_cached}",
-                  f"# HELP {prefix}_ids_remembered Event ids held for S6 duplicate detection",
-                  f"# TYPE {prefix}_ids_remembered gauge",
-                  f"{prefix}_ids_remembered {self.ids_remembered}"]
+        for field_name, help_text in self._GAUGES.items():
+            name = f"{prefix}_{field_name}"
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
+                      f"{name} {getattr(self, field_name)}"]
         lines += [f"# HELP {prefix}_consumer_lag Records behind the end, per topic partition",
                   f"# TYPE {prefix}_consumer_lag gauge"]
         for tp, lag in sorted(self.lag.items()):

@@ -21,8 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 ACCEPTANCE_DIR = (REPO / ".." / "shared" / "acceptance").resolve()
 
 
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers of a real broker for the whole session."""

@@ -132,8 +132,6 @@ def wait_committed(settings: Settings, topics: list[str] | tuple[str, ...],
 # --- a dedicated broker ---------------------------------------------------------------------
 
 
-
-
 @contextlib.contextmanager
 def dedicated_broker(home: Path, partitions: int = 2) -> Iterator[Settings]:
     """A broker of its own (``deploy.kafka_local`` on a free port pair, its files under
