@@ -5,14 +5,19 @@
   that Avro accepts but the contract does not is an ``InvalidEvent`` too.
 - ``encode_record`` / ``decode_record``: any topic's record as a dict (output
   records, dead letters), times as int epoch ms.
+- ``decode_written``: a record as its producer wrote it (the writer's schema version,
+  no resolution), for readers that handle every version themselves: resolving
+  ``usage.aggregates`` version 1 into version 2 would give ``values: []`` and lose
+  the one value the record holds.
 
 Bytes that are not a record of a registered schema (wrong magic byte, unknown schema
 id, a body that does not decode, trailing bytes) raise ``InvalidEvent('undecodable')``.
 
 Schemas are parsed once. ``timestamp-millis`` is only an annotation on ``long``, so
 we read and write with copies of the schemas without ``logicalType``: the bytes are
-the same, and times stay int ms with no ``datetime`` round trip. Data written with an
-older registered version is resolved to the current version of its subject.
+the same, and times stay int ms with no ``datetime`` round trip. ``decode_record``
+resolves data written with an older registered version to the current version of its
+subject.
 
 The module functions use the project's ``schemas/registry.json``; ``Codec`` works on
 any registry file (the schema evolution tests use one with extra versions).
@@ -62,17 +67,18 @@ class Codec:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._writers: dict[str, tuple[bytes, Any]] = {}
-        self._readers: dict[int, tuple[str, Any, Any]] = {}
+        # schema id -> (topic, version, the writer's schema, the current one or None)
+        self._readers: dict[int, tuple[str, int, Any, Any]] = {}
         for topic, v in registry.current.items():
             schema = parse_schema(strip_logical_types(v.load()))
             self._writers[topic] = (frame(v.schema_id, b""), schema)
         for v in registry.versions:
             current = self._writers[v.topic][1]
             if v.schema_id == registry.current[v.topic].schema_id:
-                self._readers[v.schema_id] = (v.topic, current, None)
+                self._readers[v.schema_id] = (v.topic, v.version, current, None)
             else:
                 old = parse_schema(strip_logical_types(v.load()))
-                self._readers[v.schema_id] = (v.topic, old, current)
+                self._readers[v.schema_id] = (v.topic, v.version, old, current)
 
     def encode_record(self, topic: str, record: Mapping[str, Any]) -> bytes:
         """Confluent-framed Avro of ``record`` under ``topic``'s current schema."""
@@ -89,7 +95,17 @@ class Codec:
         return out.getvalue()
 
     def decode_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
-        """``(base topic, record)``; ``InvalidEvent('undecodable')`` if it is not one."""
+        """``(base topic, record)`` in the current version of the topic's schema;
+        ``InvalidEvent('undecodable')`` if it is not one."""
+        topic, _version, record = self._decode(data, resolve=True)
+        return topic, record
+
+    def decode_written(self, data: bytes) -> tuple[str, int, dict[str, Any]]:
+        """``(base topic, writer's version, record)`` read with the writer's schema, not
+        resolved to the current version; ``InvalidEvent('undecodable')`` if it is not one."""
+        return self._decode(data, resolve=False)
+
+    def _decode(self, data: bytes, *, resolve: bool) -> tuple[str, int, dict[str, Any]]:
         if len(data) < 5 or data[0] != MAGIC:
             raise InvalidEvent("undecodable", "too short for the Confluent framing"
                                if len(data) < 5 else
@@ -100,11 +116,12 @@ class Codec:
             raise InvalidEvent(
                 "undecodable", f"unknown schema id {schema_id} (see schemas/registry.json)"
             )
-        topic, writer_schema, reader_schema = reader
+        topic, version, writer_schema, current_schema = reader
         body = BytesIO(data)
         body.seek(5)
         try:
-            record = schemaless_reader(body, writer_schema, reader_schema)
+            record = schemaless_reader(body, writer_schema,
+                                       current_schema if resolve else None)
         except Exception as exc:  # any corrupt body: EOF, bad varint, bad UTF-8, huge lengths
             raise InvalidEvent(
                 "undecodable", f"Avro body does not decode as {topic}: {type(exc).__name__}"
@@ -115,7 +132,7 @@ class Codec:
             )
         if not isinstance(record, dict):
             raise InvalidEvent("undecodable", f"{topic} body is not a record")
-        return topic, record
+        return topic, version, record
 
 
 @cache
@@ -141,6 +158,12 @@ def encode_record(topic: str, record: Mapping[str, Any]) -> bytes:
 def decode_record(data: bytes) -> tuple[str, dict[str, Any]]:
     """``(base topic name, record)`` of Confluent-framed Avro; ``InvalidEvent`` if undecodable."""
     return default_codec().decode_record(data)
+
+
+def decode_written(data: bytes) -> tuple[str, int, dict[str, Any]]:
+    """``(base topic name, writer's schema version, record as written)`` of Confluent-framed
+    Avro, not resolved to the current version; ``InvalidEvent`` if undecodable."""
+    return default_codec().decode_written(data)
 
 
 def event_record(event: Event) -> dict[str, Any]:

@@ -1,12 +1,19 @@
 """The sink's Kafka side: consume its topics with confluent-kafka into the batching writer,
 commit offsets only after the batch is in the store.
 
-Records are decoded with ``schemas.codec.decode_record``; the schema says which table a
-record belongs to. A record that does not decode is counted
+Records are decoded as written (``schemas.codec.decode_written``: the writer's schema
+version, not resolved to the current one, see ``sinks.rows``); the schema says which
+table a record belongs to. A record that does not decode is counted
 (``meter_sink_undecodable_total``), logged with its coordinates and passed (the
 dead-letter topic is for events; the producer of a sink topic is our own code).
 On a rebalance the pending batch is discarded: nothing of it was committed, so
 the partitions' next owner re-reads it, and writing rows twice is harmless.
+
+The stream worker writes its outputs in Kafka transactions: the sink reads committed
+records only, and the offsets of transaction markers (and of aborted records) are
+never delivered. So at the end of a partition (partition EOF, which librdkafka raises
+at the last stable offset, past the markers) the sink commits that end: a caught-up
+sink's committed offsets equal the partitions' ends, never one marker short.
 
 A batch may take long to write: the writer retries while the store is unavailable, and
 the consumer does not poll meanwhile. After ``max_poll_interval_ms`` (librdkafka's
@@ -28,7 +35,7 @@ from typing import Any, Final
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from meter.settings import Settings
-from schemas.codec import decode_record
+from schemas.codec import decode_written
 from schemas.validation import InvalidEvent
 from sinks.metrics import SinkMetrics
 from sinks.rows import SINK_TOPICS, TABLE_OF_TOPIC
@@ -53,6 +60,9 @@ def consumer_config(settings: Settings, group_id: str, stats: SinkMetrics,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
+        # The worker writes our topics in transactions: never see an aborted record (default).
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,  # commit up to the end, past transaction markers
         "session.timeout.ms": SESSION_TIMEOUT_MS,
         "max.poll.interval.ms": max_poll_interval_ms,
         "statistics.interval.ms": 5_000,
@@ -90,11 +100,10 @@ class SinkConsumer:
         self.consumer.subscribe([settings.topic(t) for t in topics], on_revoke=self._on_revoke)
 
     def poll(self, timeout_s: float = 0.2, max_records: int = 5_000) -> int:
-        """Read up to ``max_records`` into the writer; returns how many were read."""
+        """Read up to ``max_records`` into the writer; returns how many records were read
+        (events such as a partition's end not counted)."""
         messages = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
-        for message in messages:
-            self._take(message)
-        return len(messages)
+        return sum(self._take(message) for message in messages)
 
     def write(self) -> list[Position]:
         """Write the pending batch (retrying while the store is down); offsets to commit."""
@@ -145,24 +154,21 @@ class SinkConsumer:
     def close(self) -> None:
         self.consumer.close()
 
-    def _take(self, message: Message) -> None:
+    def _take(self, message: Message) -> bool:
+        """Hand one message to the writer; True if it was a record (not an event)."""
         error = message.error()
         if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return
-            if error.fatal():
-                raise KafkaException(error)
-            log.warning("consumer error: %s", error)
-            return
+            self._on_event(message, error)
+            return False
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         assert topic is not None and partition is not None and offset is not None
         position = Position(topic, partition, offset)
         value = message.value()
         if value is None:  # a tombstone on a compacted topic: nothing to store
             self.writer.track(position)
-            return
+            return True
         try:
-            base_topic, record = decode_record(value)
+            base_topic, _version, record = decode_written(value)
             if base_topic not in TABLE_OF_TOPIC:
                 raise InvalidEvent("unknown_type", f"a {base_topic} record on {topic}")
             self.writer.add(base_topic, record, position)
@@ -170,6 +176,18 @@ class SinkConsumer:
             self.metrics.skipped_undecodable()
             log.error("skipping %s[%d]@%d: %s", topic, partition, offset, exc)
             self.writer.track(position)
+        return True
+
+    def _on_event(self, message: Message, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            topic, partition, end = message.topic(), message.partition(), message.offset()
+            assert topic is not None and partition is not None and end is not None
+            # Commit the end as if the offset before it was read: past transaction markers.
+            self.writer.track(Position(topic, partition, end - 1))
+        elif error.fatal():
+            raise KafkaException(error)
+        else:
+            log.warning("consumer error: %s", error)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.writer.pending:

@@ -1,8 +1,9 @@
 """usage.aggregates records from a usage.json document (``meter replay`` output).
 
-The inverse of history's shape: one record per (cycle, dimension, key, metric), so a
-replay's result can be loaded into the store (backfills, audits), and tests and the
-benchmark can write what the stream would have written.
+The inverse of history's shape: one record (schema version 2) per (workspace, cycle)
+holding every value of the cycle, so a replay's result can be loaded into the store
+(backfills, audits), and tests and the benchmark can write what the stream would have
+written.
 """
 
 from __future__ import annotations
@@ -13,41 +14,46 @@ from typing import Any
 from sinks.shape import BREAKDOWNS, parse_time
 
 
-def cycle_records(
+def cycle_values(cycle: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The ``values`` items (dimension, key, metric, value) of one usage.json cycle object."""
+
+    def item(dimension: str, key: str, metric: str, value: int | None) -> dict[str, Any]:
+        return {"dimension": dimension, "key": key, "metric": metric, "value": value}
+
+    for metric, value in cycle.get("totals", {}).items():
+        yield item("totals", "", metric, value)
+    for metric, value in cycle.get("limits", {}).items():
+        yield item("limits", "", metric, value)
+    for dimension in ("machine", "member", "skill"):
+        for key, metrics in cycle.get(BREAKDOWNS[dimension][0], {}).items():
+            for metric, value in metrics.items():
+                yield item(dimension, key, metric, value)
+    for provider, entry in cycle.get("providers", {}).items():
+        for metric in BREAKDOWNS["provider"][1]:
+            yield item("provider", provider, metric, entry.get(metric, 0))
+        for model, metrics in entry.get("models", {}).items():
+            for metric, value in metrics.items():
+                yield item("model", f"{provider}/{model}", metric, value)
+
+
+def cycle_record(
     workspace_id: str, cycle_start: str, cycle: Mapping[str, Any], *, version: int,
     emitted_at: int = 0,
-) -> Iterator[dict[str, Any]]:
-    """Records of one usage.json cycle object, all with ``version``."""
-    head = {
+) -> dict[str, Any]:
+    """The record of one usage.json cycle object: all its values, with ``version``."""
+    return {
         "workspace_id": workspace_id,
         "cycle_start": parse_time(cycle_start),
         "cycle_ends_at": parse_time(cycle["cycle_ends_at"]),
         "plan": cycle.get("plan"),
+        "values": list(cycle_values(cycle)),
         "version": version,
         "emitted_at": emitted_at,
     }
 
-    def record(dimension: str, key: str, metric: str, value: int | None) -> dict[str, Any]:
-        return {**head, "dimension": dimension, "key": key, "metric": metric, "value": value}
-
-    for metric, value in cycle.get("totals", {}).items():
-        yield record("totals", "", metric, value)
-    for metric, value in cycle.get("limits", {}).items():
-        yield record("limits", "", metric, value)
-    for dimension in ("machine", "member", "skill"):
-        for key, metrics in cycle.get(BREAKDOWNS[dimension][0], {}).items():
-            for metric, value in metrics.items():
-                yield record(dimension, key, metric, value)
-    for provider, entry in cycle.get("providers", {}).items():
-        for metric in BREAKDOWNS["provider"][1]:
-            yield record("provider", provider, metric, entry.get(metric, 0))
-        for model, metrics in entry.get("models", {}).items():
-            for metric, value in metrics.items():
-                yield record("model", f"{provider}/{model}", metric, value)
-
 
 def usage_records(usage: Mapping[str, Any], *, version: int = 1) -> Iterator[dict[str, Any]]:
-    """Records of every workspace and cycle of a usage.json document."""
+    """One record per workspace and cycle of a usage.json document."""
     for workspace_id, workspace in usage.get("workspaces", {}).items():
         for cycle_start, cycle in workspace.get("cycles", {}).items():
-            yield from cycle_records(workspace_id, cycle_start, cycle, version=version)
+            yield cycle_record(workspace_id, cycle_start, cycle, version=version)

@@ -1,15 +1,18 @@
-"""Pure row mapping: a decoded record (dict, times as int ms) -> a row tuple of its table.
+"""Pure row mapping: a decoded record (dict, times as int ms) -> the row tuples of its table.
 
 No I/O here. ``TABLE_OF_TOPIC`` names, for each topic the sink reads, the table, its
 columns (names and ClickHouse types, matching the latest migration in ``ddl``) and
-the function that maps one record to one row. Times stay integer milliseconds:
-clickhouse-connect writes ints into ``DateTime64(3)`` as ticks, with no datetime
-objects on the hot path.
+the function that maps one record to its rows. The sink reads records as their
+producer wrote them (``schemas.codec.decode_written``), so a table's function maps a
+record of every registered version of its topic: a ``usage.aggregates`` record of
+version 2 holds many values (one row each, none for an empty ``values``), one of
+version 1 a single value. Times stay integer milliseconds: clickhouse-connect writes
+ints into ``DateTime64(3)`` as ticks, with no datetime objects on the hot path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -25,7 +28,7 @@ class TableSpec:
     table: str
     columns: tuple[str, ...]
     types: tuple[str, ...]
-    to_row: Callable[[Record], Row]
+    to_rows: Callable[[Record], Sequence[Row]]
 
 
 def ms(value: Any) -> int:
@@ -44,11 +47,20 @@ def ms(value: Any) -> int:
     raise TypeError(f"expected epoch milliseconds, got {value!r}")
 
 
-def aggregate_row(r: Record) -> Row:
-    return (
-        r["workspace_id"], ms(r["cycle_start"]), ms(r["cycle_ends_at"]), r.get("plan"),
-        r["dimension"], r["key"], r["metric"], r["value"], r["version"], ms(r["emitted_at"]),
-    )
+def one_row(to_row: Callable[[Record], Row]) -> Callable[[Record], Sequence[Row]]:
+    """The ``to_rows`` of a table whose records are one row each."""
+    return lambda r: (to_row(r),)
+
+
+def aggregate_rows(r: Record) -> list[Row]:
+    """One row per value: version 2 lists them in ``values``, version 1 carries its one
+    value in the record itself."""
+    ws, start, end, plan = (r["workspace_id"], ms(r["cycle_start"]), ms(r["cycle_ends_at"]),
+                            r.get("plan"))
+    version, emitted_at = r["version"], ms(r["emitted_at"])
+    values = r.get("values", (r,))
+    return [(ws, start, end, plan, v["dimension"], v["key"], v["metric"], v["value"], version,
+             emitted_at) for v in values]
 
 
 def crossing_row(r: Record) -> Row:
@@ -99,7 +111,7 @@ AGGREGATES: Final = TableSpec(
      "value", "version", "emitted_at"),
     ("String", _DT, _DT, "Nullable(String)", "LowCardinality(String)", "String",
      "LowCardinality(String)", "Nullable(Int64)", "UInt64", _DT),
-    aggregate_row,
+    aggregate_rows,
 )
 CROSSINGS: Final = TableSpec(
     "threshold_crossings",
@@ -107,7 +119,7 @@ CROSSINGS: Final = TableSpec(
      "limit", "cycle_start", "cycle_ends_at", "crossed_at", "event_id", "enforcement"),
     ("String", "String", "LowCardinality(String)", "UInt8", "UInt32", "Bool", "Int64", "Int64",
      _DT, _DT, _DT, "String", "LowCardinality(String)"),
-    crossing_row,
+    one_row(crossing_row),
 )
 DELIVERIES: Final = TableSpec(
     "alert_deliveries",
@@ -115,14 +127,14 @@ DELIVERIES: Final = TableSpec(
      "target", "quota", "threshold", "recorded_at"),
     ("String", "String", "String", "LowCardinality(String)", "LowCardinality(String)", "UInt32",
      "Nullable(String)", "Nullable(String)", "LowCardinality(String)", "UInt8", _DT),
-    delivery_row,
+    one_row(delivery_row),
 )
 DEADLETTERS: Final = TableSpec(
     "dead_letters",
     ("source_topic", "partition", "offset", "reason", "detail", "original", "seen_at"),
     ("LowCardinality(String)", "Int32", "Int64", "LowCardinality(String)", "String", "String",
      _DT),
-    deadletter_row,
+    one_row(deadletter_row),
 )
 PLANS: Final = TableSpec(
     "plans",
@@ -130,7 +142,7 @@ PLANS: Final = TableSpec(
      *(f"limit_{q}" for q in QUOTAS), "owners"),
     ("String", "String", _DT, "String", _DT, "String", *("Nullable(Int64)" for _ in QUOTAS),
      "Array(String)"),
-    plan_row,
+    one_row(plan_row),
 )
 
 # DESIGN.md base topic name (no topic_prefix) -> where its records go.

@@ -1,4 +1,4 @@
-"""The batching writer: add records, flush by size or age, write each table in one insert.
+"""The batching writer: add records, flush by size (rows) or age, write each table in one insert.
 
 Bound to offset commits: ``flush`` returns the offsets to commit and only after every
 row of the batch is in the store. While the store is unavailable it retries with
@@ -82,16 +82,17 @@ class BatchWriter:
     # -- batching ---------------------------------------------------------------------
 
     def add(self, topic: str, record: Mapping[str, Any], position: Position | None = None) -> None:
-        """Map one record of base topic ``topic`` to its row and keep it for the next flush."""
+        """Map one record of base topic ``topic`` (as written, any registered version) to
+        its rows and keep them for the next flush; its position counts even without rows."""
         spec = TABLE_OF_TOPIC[topic]
-        row = spec.to_row(record)
+        new = spec.to_rows(record)
         rows = self._rows.get(spec.table)
         if rows is None:
             rows = self._rows[spec.table] = []
             self._specs[spec.table] = spec
-        rows.append(row)
+        rows.extend(new)
         self.track(position)
-        self._count += 1
+        self._count += len(new)
 
     def track(self, position: Position | None) -> None:
         """Count a consumed position in this batch (also for records that produce no row)."""
@@ -102,6 +103,7 @@ class BatchWriter:
 
     @property
     def pending(self) -> int:
+        """Rows waiting for the next flush."""
         return self._count
 
     def due(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sinks.records import cycle_records
+from sinks.records import cycle_record
 from sinks.shape import parse_time
 
 NOW: Final = parse_time("2026-04-10T12:00:00Z")
@@ -86,11 +86,10 @@ BETA_CYCLE: Final = {
 
 
 def aggregate_records() -> list[dict[str, Any]]:
-    """usage.aggregates records of both workspaces (one version per cycle)."""
-    records: list[dict[str, Any]] = []
-    for version, (start, cycle) in enumerate(ACME.items(), start=1):
-        records.extend(cycle_records("acme", start, cycle, version=version, emitted_at=NOW))
-    records.extend(cycle_records("beta", APR, BETA_CYCLE, version=1, emitted_at=NOW))
+    """usage.aggregates records of both workspaces (one per cycle, one version per cycle)."""
+    records = [cycle_record("acme", start, cycle, version=version, emitted_at=NOW)
+               for version, (start, cycle) in enumerate(ACME.items(), start=1)]
+    records.append(cycle_record("beta", APR, BETA_CYCLE, version=1, emitted_at=NOW))
     return records
 
 

@@ -74,21 +74,22 @@ def sink_workload(seed: int, workspaces: int = 40, rounds: int = 24,
                   reemit_rate: float = 0.05) -> list[SinkRecord]:
     """Records of the five sink topics in a plausible stream order.
 
-    Per workspace: two plans, then snapshot rounds (each round a new version for the
-    keys that changed, values growing), crossings of ai_tokens with their delivery
-    attempts, and dead letters. A share of records is re-emitted identically later in
-    the stream (at-least-once upstream): the deduplicated reads must show them once.
+    Per workspace: two plans, then snapshot rounds (each round one usage.aggregates
+    record, a new version, with the keys that changed, values growing), crossings of
+    ai_tokens with their delivery attempts, and dead letters. A share of records is
+    re-emitted identically later in the stream (at-least-once upstream): the
+    deduplicated reads must show them once.
     """
     rng = random.Random(seed)
     names = [f"ws{i:03d}" for i in range(workspaces)]
     out: list[SinkRecord] = []
     for n, ws in enumerate(names):
-        for k, (name, ai) in enumerate((("team", 50_000), ("business", 500_000))):
+        for i, (name, ai) in enumerate((("team", 50_000), ("business", 500_000))):
             out.append(("quota.plans", {
-                "event_id": f"{ws}-plan-{k}", "workspace_id": ws,
-                "occurred_at": APR - 86_400_000 * (10 - 5 * k) + n, "plan": name,
+                "event_id": f"{ws}-plan-{i}", "workspace_id": ws,
+                "occurred_at": APR - 86_400_000 * (10 - 5 * i) + n, "plan": name,
                 "cycle_anchor": APR, "timezone": "UTC",
-                "limits": {"machines": 10 + k, "ai_tokens": ai, "storage_bytes": 10**9,
+                "limits": {"machines": 10 + i, "ai_tokens": ai, "storage_bytes": 10**9,
                            "schedule_runs": 1000, "api_requests_per_minute": None,
                            "api_requests_per_cycle": 100_000},
                 "owners": [f"owner@{ws}.example"]}))
@@ -99,16 +100,18 @@ def sink_workload(seed: int, workspaces: int = 40, rounds: int = 24,
         cycle_start, cycle_end = CYCLES[0] if r < rounds // 2 else CYCLES[1]
         for ws in rng.sample(names, len(names)):
             version[ws] += 1
+            changed = []
             for dim, key, metric in _KEYS:
                 k = (ws, cycle_start, dim, key, metric)
                 if k in values and rng.random() < 0.4:
                     continue  # unchanged this round: no row
                 values[k] = values.get(k, 0) + rng.randint(1, 1000)
-                out.append(("usage.aggregates", {
-                    "workspace_id": ws, "cycle_start": cycle_start, "cycle_ends_at": cycle_end,
-                    "plan": "business", "dimension": dim, "key": key, "metric": metric,
-                    "value": values[k], "version": version[ws],
-                    "emitted_at": cycle_start + version[ws] * 1000}))
+                changed.append({"dimension": dim, "key": key, "metric": metric,
+                                "value": values[k]})
+            out.append(("usage.aggregates", {
+                "workspace_id": ws, "cycle_start": cycle_start, "cycle_ends_at": cycle_end,
+                "plan": "business", "values": changed, "version": version[ws],
+                "emitted_at": cycle_start + version[ws] * 1000}))
             if r % 6 == 5:
                 threshold = (80, 95, 100)[(r // 6) % 3]
                 out += _crossing_and_deliveries(ws, cycle_start, cycle_end, threshold, r)
@@ -129,11 +132,12 @@ def sink_workload(seed: int, workspaces: int = 40, rounds: int = 24,
 def _crossing_and_deliveries(ws: str, cycle_start: int, cycle_end: int, threshold: int,
                              r: int) -> list[SinkRecord]:
     alert_id = f"{ws}/{iso(cycle_start)}/ai_tokens/{threshold}"
-    crossing = {"alert_id": alert_id, "workspace_id": ws, "quota": "ai_tokens",
-                "threshold": threshold, "arm": 1, "highest_in_event": True,
-                "current": 5_000 * threshold, "limit": 500_000, "cycle_start": cycle_start,
-                "cycle_ends_at": cycle_end, "crossed_at": cycle_start + r * 60_000,
-                "event_id": f"{ws}-ev-{r}", "enforcement": "allow"}
+    crossing: dict[str, Any] = {
+        "alert_id": alert_id, "workspace_id": ws, "quota": "ai_tokens", "threshold": threshold,
+        "arm": 1, "highest_in_event": True, "current": 5_000 * threshold, "limit": 500_000,
+        "cycle_start": cycle_start, "cycle_ends_at": cycle_end,
+        "crossed_at": cycle_start + r * 60_000, "event_id": f"{ws}-ev-{r}",
+        "enforcement": "allow"}
     out: list[SinkRecord] = [("quota.thresholds", crossing)]
     for channel in ("email", "slack", "webhook"):
         for attempt, status in ((1, "attempted"), (1, "delivered")):
@@ -146,18 +150,19 @@ def _crossing_and_deliveries(ws: str, cycle_start: int, cycle_end: int, threshol
     return out
 
 
-def identity(topic: str, record: dict[str, Any]) -> tuple[Any, ...]:
-    """The row a record becomes, as ``raw_identities`` reads it back (not deduplicated)."""
+def identities(topic: str, record: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows a record becomes, as ``raw_identities`` reads them back (not deduplicated):
+    one per value of a usage.aggregates record, one for the other topics."""
     if topic == "usage.aggregates":
-        return (record["workspace_id"], record["cycle_start"], record["dimension"],
-                record["key"], record["metric"], record["version"])
+        return [(record["workspace_id"], record["cycle_start"], v["dimension"], v["key"],
+                 v["metric"], record["version"]) for v in record["values"]]
     if topic == "quota.thresholds":
-        return (record["alert_id"],)
+        return [(record["alert_id"],)]
     if topic == "alerting.deliveries":
-        return (record["delivery_id"],)
+        return [(record["delivery_id"],)]
     if topic == "usage.deadletter":
-        return (record["source_topic"], record["partition"], record["offset"])
-    return (record["workspace_id"], record["event_id"])
+        return [(record["source_topic"], record["partition"], record["offset"])]
+    return [(record["workspace_id"], record["event_id"])]
 
 
 _IDENTITY_SQL: Final = {
@@ -208,17 +213,17 @@ def check_after_kill(records: Sequence[SinkRecord], landed: Sequence[Landed | No
         if where is None:
             continue
         table = TABLE_OF_TOPIC[topic].table
-        ident = identity(topic, record)
         is_committed = where.offset < committed_now.get((where.topic, where.partition), -1)
-        copies.setdefault((table, ident), []).append(is_committed)
-        if not is_committed:
-            continue
-        # Merges fold older snapshot versions into newer ones: a version is kept when
-        # the key holds it or a newer one.
-        kept = (newest.get(ident[:5], -1) >= ident[5] if table == "usage_snapshots"
-                else ident in now[table])
-        if not kept:
-            missing.append(f"{topic}[{where.partition}]@{where.offset} {ident}")
+        for ident in identities(topic, record):
+            copies.setdefault((table, ident), []).append(is_committed)
+            if not is_committed:
+                continue
+            # Merges fold older snapshot versions into newer ones: a version is kept when
+            # the key holds it or a newer one.
+            kept = (newest.get(ident[:5], -1) >= ident[5] if table == "usage_snapshots"
+                    else ident in now[table])
+            if not kept:
+                missing.append(f"{topic}[{where.partition}]@{where.offset} {ident}")
     uncommitted = sum(
         1 for (table, ident), flags in copies.items()
         if ident in now[table] and ident not in before[table] and not any(flags))
@@ -468,16 +473,17 @@ def expected_contents(records: Sequence[SinkRecord]) -> Contents:
     plans: dict[tuple[Any, ...], Any] = {}
     for topic, r in records:
         if topic == "usage.aggregates":
-            k = (r["workspace_id"], r["cycle_start"], r["dimension"], r["key"], r["metric"])
-            if k not in latest or latest[k][0] <= r["version"]:
-                latest[k] = (r["version"], r["value"])
+            for v in r["values"]:
+                k = (r["workspace_id"], r["cycle_start"], v["dimension"], v["key"], v["metric"])
+                if k not in latest or latest[k][0] <= r["version"]:
+                    latest[k] = (r["version"], v["value"])
         elif topic == "quota.thresholds":
             crossings[(r["alert_id"],)] = dict(r)
         elif topic == "alerting.deliveries":
             deliveries[(r["delivery_id"],)] = dict(r)
         elif topic == "usage.deadletter":
-            dead[identity(topic, r)] = (r["reason"], r["detail"], r["original"].hex().upper(),
-                                        r["seen_at"])
+            (ident,) = identities(topic, r)
+            dead[ident] = (r["reason"], r["detail"], r["original"].hex().upper(), r["seen_at"])
         else:
             limits = r["limits"]
             plans[(r["workspace_id"], r["occurred_at"])] = (

@@ -46,6 +46,9 @@ from tests.faults.support import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
+# Backlogs and rates count records; a usage.aggregates record holds one row per value
+# that changed (about 16), so the workloads average about 7 rows per record.
+
 MIN_KILLS, MAX_KILLS = 4, 7
 
 
@@ -59,10 +62,10 @@ def test_sink_killed_between_insert_and_commit_rewrites_exactly(
     rng = random.Random()  # kill points differ from run to run; the report shows them
     # More records than the test produces: the stream runs until the last kill.
     records = sink_workload(seed=5, workspaces=60, rounds=96)
-    backlog, live = records[:8_000], records[8_000:]
+    backlog, live = records[:1_200], records[1_200:]
     group, port, log = "sink-faults", free_port(), tmp_path / "sink.log"
     landed: list[Landed | None] = list(produce_tracked(meter_settings, backlog))
-    producer = TrackedProducer(meter_settings, live, rate_per_s=400)
+    producer = TrackedProducer(meter_settings, live, rate_per_s=60)
     producer.start()
     db = meter_settings.clickhouse_database
     before: dict[str, set[tuple[object, ...]]] = {t: set() for t in (
@@ -135,7 +138,7 @@ def test_sink_waits_out_an_unwritable_store_without_committing_then_catches_up(
                       batch_seconds=0.3) as proc:
         wait_for(lambda: caught_up(meter_settings, group), "the backlog", poll_s=0.3,
                  proc=proc)
-        producer = TrackedProducer(meter_settings, live, rate_per_s=600)
+        producer = TrackedProducer(meter_settings, live, rate_per_s=90)
         producer.start()
         written = rows_written(sink_metrics(port))
         wait_for(lambda: rows_written(sink_metrics(port)) > written, "live rows", proc=proc)
@@ -151,7 +154,7 @@ def test_sink_waits_out_an_unwritable_store_without_committing_then_catches_up(
             stored_at_failure = rows_written(sink_metrics(port))
             checks = 0
             while (sink_metrics(port).get("meter_sink_insert_retries_total", 0) < retries + 5
-                   or producer.sent < sent_at_failure + 2000):
+                   or producer.sent < sent_at_failure + 300):
                 assert proc.poll() is None, "the sink exited while the store was unwritable"
                 assert healthy(port)
                 assert sink_committed(meter_settings, group) == held, "committed while failing"
@@ -189,7 +192,7 @@ def test_a_sink_started_while_another_holds_the_store_waits_then_takes_over_exac
     process per path): the new one retries without joining the group, so it consumes and
     commits nothing, until the old one stops; then it takes over the stream exactly."""
     records = sink_workload(seed=13, workspaces=30)
-    backlog, live = records[:3_000], records[3_000:]
+    backlog, live = records[:450], records[450:]
     group, log = "sink-faults", tmp_path / "sink.log"
     old_port, new_port = free_port(), free_port()
     produce_tracked(meter_settings, backlog)
@@ -197,7 +200,7 @@ def test_a_sink_started_while_another_holds_the_store_waits_then_takes_over_exac
     with running_sink(meter_settings, log, old_port, group, batch_seconds=0.3) as old:
         wait_for(lambda: caught_up(meter_settings, group), "the backlog", poll_s=0.3,
                  proc=old)
-        producer = TrackedProducer(meter_settings, live, rate_per_s=600)
+        producer = TrackedProducer(meter_settings, live, rate_per_s=90)
         producer.start()
         with running_sink(meter_settings, log, new_port, group, batch_seconds=0.3) as new:
             wait_for(lambda: sink_metrics(new_port).get("meter_sink_insert_retries_total", 0)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from schemas.codec import (
     decode_event,
     decode_record,
+    decode_written,
     encode_event,
     encode_record,
     schema_id_of,
@@ -29,6 +30,7 @@ from schemas.jsonl import dumps_event, parse_line
 from schemas.registry import default_registry, topics
 from schemas.validation import InvalidEvent, validate
 from tests.schemas.strategies import avro_values, event_fields
+from tests.schemas.test_evolution import write_with
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "records.json").read_text())
 DESIGN_TOPICS = {
@@ -48,6 +50,20 @@ def golden_record(case: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if "original" in record:
         record["original"] = base64.b64decode(record["original"])
     return case["topic"], record
+
+
+def written_with_current(case: dict[str, Any]) -> bool:
+    """True for golden bytes of their topic's current schema, False for an older version's."""
+    topic, _ = golden_record(case)
+    return int.from_bytes(bytes.fromhex(case["hex"])[1:5], "big") == schema_id_of(topic)
+
+
+CURRENT = [case for case in GOLDEN if written_with_current(case)]
+OLDER = [case for case in GOLDEN if not written_with_current(case)]
+
+
+def case_id(case: dict[str, Any]) -> str:
+    return str(case["topic"] or case["event"]["type"])
 
 
 def _ms_to_datetimes(value: Any, schema: Any) -> Any:
@@ -107,7 +123,7 @@ def test_times_are_timestamp_millis() -> None:
 # --- golden bytes -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", GOLDEN, ids=lambda c: c["topic"] or c["event"]["type"])
+@pytest.mark.parametrize("case", CURRENT, ids=case_id)
 def test_golden_bytes(case: dict[str, Any]) -> None:
     topic, record = golden_record(case)
     expected = bytes.fromhex(case["hex"])
@@ -122,7 +138,16 @@ def test_golden_bytes(case: dict[str, Any]) -> None:
         assert decode_record(expected) == (topic, record)
 
 
-@pytest.mark.parametrize("case", GOLDEN, ids=lambda c: c["topic"] or c["event"]["type"])
+@pytest.mark.parametrize("case", OLDER, ids=case_id)
+def test_golden_bytes_of_an_older_version_decode_as_written(case: dict[str, Any]) -> None:
+    topic, record = golden_record(case)
+    expected = bytes.fromhex(case["hex"])
+    (version,) = [v.version for v in default_registry().history(topic)
+                  if v.schema_id == int.from_bytes(expected[1:5], "big")]
+    assert decode_written(expected) == (topic, version, record)
+
+
+@pytest.mark.parametrize("case", CURRENT, ids=case_id)
 def test_the_avro_package_reads_and_writes_the_same_bytes(case: dict[str, Any]) -> None:
     topic, _ = golden_record(case)
     expected = bytes.fromhex(case["hex"])
@@ -159,6 +184,24 @@ def test_every_record_of_every_schema_round_trips(topic: str, data: st.DataObjec
     assert decode_record(encode_record(topic, record)) == (topic, record)
 
 
+def test_usage_aggregates_decode_as_written_in_each_version() -> None:
+    """Version 1 carries one value in the record itself; resolved to version 2 it would
+    read as ``values: []``, so readers that keep every value read it as written."""
+    v1, v2 = default_registry().history("usage.aggregates")
+    head = {"workspace_id": "w1", "cycle_start": 1735689600000, "cycle_ends_at": 1738368000000,
+            "plan": "team", "version": 7, "emitted_at": 1736640002000}
+    one = {**head, "dimension": "totals", "key": "", "metric": "ai_tokens", "value": 1234}
+    old = write_with(v1.load(), v1.schema_id, one)
+    assert decode_written(old) == ("usage.aggregates", 1, one)
+    assert decode_record(old) == ("usage.aggregates", {**head, "values": []})
+    many = {**head, "values": [
+        {"dimension": "totals", "key": "", "metric": "ai_tokens", "value": 1234},
+        {"dimension": "limits", "key": "", "metric": "ai_tokens", "value": None}]}
+    new = encode_record("usage.aggregates", many)
+    assert new[1:5] == v2.schema_id.to_bytes(4, "big")
+    assert decode_written(new) == ("usage.aggregates", 2, many)
+
+
 # --- bad bytes ---------------------------------------------------------------------------------
 
 
@@ -178,9 +221,10 @@ def test_wrong_magic_byte_unknown_schema_id_and_bad_body_are_undecodable() -> No
         "bad utf-8": good[:5] + b"\x04\xff\xfe" + good[8:],
     }
     for what, data in cases.items():
-        with pytest.raises(InvalidEvent) as info:
-            decode_event(data)
-        assert info.value.reason == "undecodable", what
+        for decode in (decode_event, decode_record, decode_written):
+            with pytest.raises(InvalidEvent) as info:
+                decode(data)
+            assert info.value.reason == "undecodable", (what, decode.__name__)
 
 
 def test_a_decodable_record_that_breaks_the_contract_gets_its_reason() -> None:
@@ -237,10 +281,11 @@ def test_corrupted_encodings_never_raise_anything_but_invalid_event(data: st.Dat
     for candidate in (bytes(raw), bytes(raw[:cut])):
         with contextlib.suppress(InvalidEvent):
             decode_event(candidate)
-        try:
-            decode_record(candidate)
-        except InvalidEvent as exc:
-            assert exc.reason == "undecodable"
+        for decode in (decode_record, decode_written):
+            try:
+                decode(candidate)
+            except InvalidEvent as exc:
+                assert exc.reason == "undecodable"
 
 
 json_values = st.recursive(

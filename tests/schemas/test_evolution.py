@@ -44,16 +44,18 @@ def test_the_current_codec_reads_data_written_with_every_previous_version(
         for old in registry.history(topic)[:-1]:
             schema = old.load()
             record = data.draw(avro_values(strip_logical_types(schema)))
-            decoded_topic, decoded = codec.decode_record(write_with(schema, old.schema_id, record))
+            written = write_with(schema, old.schema_id, record)
+            decoded_topic, decoded = codec.decode_record(written)
             assert decoded_topic == topic
             assert set(decoded) == {f["name"] for f in current.load()["fields"]}
+            assert codec.decode_written(written) == (topic, old.version, record)
 
 
 def test_a_new_version_with_a_defaulted_field_reads_old_data(tmp_path: Path) -> None:
     """The mechanism, on a registry with a second version of usage.api."""
     for path in SCHEMA_DIR.glob("*.avsc"):
         shutil.copy(path, tmp_path / path.name)
-    (tmp_path / "history").mkdir()
+    shutil.copytree(SCHEMA_DIR / "history", tmp_path / "history")  # the registry lists them
     shutil.copy(SCHEMA_DIR / "usage.api.avsc", tmp_path / "history" / "usage.api.v1.avsc")
     v2 = json.loads((SCHEMA_DIR / "usage.api.avsc").read_text())
     v2["fields"].append({"name": "client", "type": "string", "default": "",

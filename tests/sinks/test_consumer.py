@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,13 @@ from confluent_kafka.admin import AdminClient
 
 from meter.settings import Settings
 from schemas.codec import encode_record, key_of
+from schemas.registry import default_registry
 from sinks.consumer import SESSION_TIMEOUT_MS, SinkConsumer
 from sinks.history import HistoryReader
 from sinks.shape import parse_time
 from sinks.store import StoreHandle
 from sinks.writer import Backoff, BatchWriter
+from tests.schemas.test_evolution import write_with
 
 pytestmark = pytest.mark.kafka
 
@@ -32,7 +34,7 @@ APR, MAY = parse_time("2025-04-01T00:00:00Z"), parse_time("2025-05-01T00:00:00Z"
 
 def aggregate(ws: str, metric: str, value: int, version: int) -> dict[str, Any]:
     return {"workspace_id": ws, "cycle_start": APR, "cycle_ends_at": MAY, "plan": None,
-            "dimension": "totals", "key": "", "metric": metric, "value": value,
+            "values": [{"dimension": "totals", "key": "", "metric": metric, "value": value}],
             "version": version, "emitted_at": APR}
 
 
@@ -73,15 +75,37 @@ def numbers(client: Client) -> dict[str, tuple[int, int]]:
     return out
 
 
+def aggregates_partitions(consumer: Consumer, settings: Settings) -> list[TopicPartition]:
+    topic = settings.topic("usage.aggregates")
+    return [TopicPartition(topic, p)
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+
+
 def committed(settings: Settings, group: str) -> int:
+    """The group's committed offsets on usage.aggregates, summed over its partitions."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
     try:
-        metadata = consumer.list_topics(settings.topic("usage.aggregates"), timeout=10)
-        parts = [TopicPartition(settings.topic("usage.aggregates"), p)
-                 for p in metadata.topics[settings.topic("usage.aggregates")].partitions]
+        parts = aggregates_partitions(consumer, settings)
         return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
     finally:
         consumer.close()
+
+
+def aggregates_end(settings: Settings) -> int:
+    """usage.aggregates' high watermarks, summed over its partitions."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "ends"})
+    try:
+        return sum(consumer.get_watermark_offsets(tp, timeout=10)[1]
+                   for tp in aggregates_partitions(consumer, settings))
+    finally:
+        consumer.close()
+
+
+def snapshot_rows(client: Client) -> Sequence[Sequence[Any]]:
+    return client.query(
+        "SELECT workspace_id, toUnixTimestamp64Milli(cycle_start), dimension, key, metric, "
+        "value, version FROM meter.usage_snapshots ORDER BY version, dimension, metric"
+    ).result_rows
 
 
 def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 60) -> None:
@@ -125,6 +149,67 @@ def test_the_sink_writes_its_topics_then_commits(meter_settings: Settings,
     assert client.query("SELECT count() FROM meter.crossings").result_rows == [(1,)]
     assert committed(meter_settings, group) == len(records) - 1  # all but the crossing's topic
     assert sink.metrics.rows_written["usage_snapshots"] == len(records) - 1
+
+
+def test_records_of_both_schema_versions_land_as_their_rows(meter_settings: Settings,
+                                                            sink_store: StoreHandle) -> None:
+    """Version 1 (one value per record, still on the topic) and version 2 (the values of
+    a cycle that changed in one batch; none at all is possible) side by side."""
+    v1 = default_registry().history("usage.aggregates")[0]
+    old = {"workspace_id": "w1", "cycle_start": APR, "cycle_ends_at": MAY, "plan": None,
+           "dimension": "totals", "key": "", "metric": "ai_tokens", "value": 500,
+           "version": 1, "emitted_at": APR}
+    new = {**aggregate("w1", "commands", 7, 2), "values": [
+        {"dimension": "totals", "key": "", "metric": "commands", "value": 7},
+        {"dimension": "member", "key": "ann", "metric": "ai_tokens", "value": 300}]}
+    empty = {**aggregate("w1", "commands", 0, 3), "values": []}
+    producer = Producer({"bootstrap.servers": meter_settings.kafka_bootstrap})
+    for value in (write_with(v1.load(), v1.schema_id, old),
+                  encode_record("usage.aggregates", new), encode_record("usage.aggregates", empty)):
+        producer.produce(meter_settings.topic("usage.aggregates"), key=key_of("w1"), value=value)
+    assert producer.flush(30) == 0
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    sink = SinkConsumer(meter_settings, BatchWriter(sink_store), group_id=group)
+    try:
+        drain(sink, 3)
+        sink.commit(sink.write())
+    finally:
+        sink.close()
+    assert snapshot_rows(sink_store.client()) == [
+        ("w1", APR, "totals", "", "ai_tokens", 500, 1),
+        ("w1", APR, "member", "ann", "ai_tokens", 300, 2),
+        ("w1", APR, "totals", "", "commands", 7, 2),
+    ]
+    assert committed(meter_settings, group) == 3  # the empty record's offset too
+
+
+def test_aborted_records_are_never_stored_and_commits_reach_past_transaction_markers(
+        meter_settings: Settings, sink_store: StoreHandle) -> None:
+    """The worker writes in transactions: the sink stores committed records only, and at
+    a partition's end commits that end, past the markers (offsets never delivered)."""
+    producer = Producer({"bootstrap.servers": meter_settings.kafka_bootstrap,
+                         "transactional.id": f"sink-test-{uuid.uuid4().hex[:8]}"})
+    producer.init_transactions(30)
+    for record, outcome in ((aggregate("w1", "ai_tokens", 100, 1), producer.commit_transaction),
+                            (aggregate("w1", "ai_tokens", 999, 2), producer.abort_transaction)):
+        producer.begin_transaction()
+        producer.produce(meter_settings.topic("usage.aggregates"), key=key_of("w1"),
+                         value=encode_record("usage.aggregates", record))
+        assert producer.flush(30) == 0
+        outcome(30)
+    end = aggregates_end(meter_settings)
+    assert end == 4  # the committed record, its marker, the aborted record, its marker
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    sink = SinkConsumer(meter_settings, BatchWriter(sink_store, max_delay_s=0.1),
+                        group_id=group, topics=("usage.aggregates",))
+    try:
+        deadline = time.monotonic() + 60
+        while committed(meter_settings, group) < end:
+            assert time.monotonic() < deadline, "the sink never committed the partition's end"
+            sink.step()
+    finally:
+        sink.close()
+    assert snapshot_rows(sink_store.client()) == [("w1", APR, "totals", "", "ai_tokens", 100, 1)]
 
 
 def test_a_crash_between_insert_and_commit_rewrites_without_changing_a_number(

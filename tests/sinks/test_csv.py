@@ -19,7 +19,7 @@ JAN, FEB, MAR, APR = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (1, 2, 3, 4
 def rec(start: int, end: int, dimension: str, key: str, metric: str, value: int | None,
         version: int) -> dict[str, Any]:
     return {"workspace_id": "w1", "cycle_start": start, "cycle_ends_at": end, "plan": "team",
-            "dimension": dimension, "key": key, "metric": metric, "value": value,
+            "values": [{"dimension": dimension, "key": key, "metric": metric, "value": value}],
             "version": version, "emitted_at": 0}
 
 

@@ -24,7 +24,7 @@ def month_starts(first: str, count: int) -> list[int]:
 def rec(ws: str, start: int, end: int, metric: str, value: int | None, version: int,
         dimension: str = "totals", key: str = "", plan: str | None = None) -> dict[str, Any]:
     return {"workspace_id": ws, "cycle_start": start, "cycle_ends_at": end, "plan": plan,
-            "dimension": dimension, "key": key, "metric": metric, "value": value,
+            "values": [{"dimension": dimension, "key": key, "metric": metric, "value": value}],
             "version": version, "emitted_at": 0}
 
 

@@ -29,7 +29,7 @@ JAN, FEB, MAR = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (1, 2, 3))
 def rec(start: int, end: int, metric: str, value: int, version: int,
         ws: str = "w1") -> dict[str, Any]:
     return {"workspace_id": ws, "cycle_start": start, "cycle_ends_at": end, "plan": None,
-            "dimension": "totals", "key": "", "metric": metric, "value": value,
+            "values": [{"dimension": "totals", "key": "", "metric": metric, "value": value}],
             "version": version, "emitted_at": 0}
 
 

@@ -15,7 +15,7 @@ MAR, APR, MAY = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (3, 4, 5))
 def rec(start: int, end: int, dimension: str, key: str, metric: str, value: int | None,
         version: int, ws: str = "w1") -> dict[str, Any]:
     return {"workspace_id": ws, "cycle_start": start, "cycle_ends_at": end, "plan": "team",
-            "dimension": dimension, "key": key, "metric": metric, "value": value,
+            "values": [{"dimension": dimension, "key": key, "metric": metric, "value": value}],
             "version": version, "emitted_at": 0}
 
 

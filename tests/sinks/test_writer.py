@@ -25,7 +25,7 @@ MAY = 1_746_057_600_000
 def aggregate(metric: str, value: int | None, version: int, *, ws: str = "w1",
               dimension: str = "totals", key: str = "") -> dict[str, Any]:
     return {"workspace_id": ws, "cycle_start": APRIL, "cycle_ends_at": MAY, "plan": "pro",
-            "dimension": dimension, "key": key, "metric": metric, "value": value,
+            "values": [{"dimension": dimension, "key": key, "metric": metric, "value": value}],
             "version": version, "emitted_at": APRIL + version}
 
 
@@ -60,6 +60,15 @@ def test_flush_returns_the_next_offset_of_each_partition_after_writing(
         [Position("t.agg", 0, 43), Position("t.thr", 3, 8)], key=str)
     assert writer.pending == 0
     assert totals(client) == {"ai_tokens": 10, "commands": 2}
+
+
+def test_a_record_without_values_writes_no_row_and_its_offset_is_committed(
+        writer: BatchWriter, client: Client) -> None:
+    writer.add("usage.aggregates", {**aggregate("ai_tokens", 1, 1), "values": []},
+               Position("t.agg", 1, 9))
+    assert writer.pending == 0
+    assert writer.flush() == [Position("t.agg", 1, 10)]
+    assert client.query("SELECT count() FROM meter.usage_snapshots").result_rows == [(0,)]
 
 
 def test_the_same_batch_written_twice_changes_no_number(

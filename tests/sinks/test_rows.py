@@ -1,0 +1,45 @@
+"""Row mapping: a record of every registered version of a sink topic, read as written,
+becomes rows of its table (one per value of a usage.aggregates record)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import decode_written, strip_logical_types
+from schemas.registry import default_registry
+from sinks.rows import AGGREGATES, SINK_TOPICS, TABLE_OF_TOPIC
+from tests.schemas.strategies import avro_values
+from tests.schemas.test_evolution import write_with
+
+HEAD = {"workspace_id": "w1", "cycle_start": 1_000, "cycle_ends_at": 2_000, "plan": None,
+        "version": 5, "emitted_at": 1_500}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_every_registered_version_of_every_sink_topic_maps_to_rows(data: st.DataObject) -> None:
+    for topic in SINK_TOPICS:
+        spec = TABLE_OF_TOPIC[topic]
+        for version in default_registry().history(topic):
+            schema = version.load()
+            record = data.draw(avro_values(strip_logical_types(schema)))
+            _, _, written = decode_written(write_with(schema, version.schema_id, record))
+            rows = spec.to_rows(written)
+            assert len(rows) == len(written.get("values", (written,)))
+            assert all(len(row) == len(spec.columns) for row in rows)
+
+
+def test_an_aggregates_record_of_each_version_gives_its_rows() -> None:
+    one = {**HEAD, "dimension": "totals", "key": "", "metric": "ai_tokens", "value": 7}
+    many = {**HEAD, "values": [
+        {"dimension": "totals", "key": "", "metric": "ai_tokens", "value": 7},
+        {"dimension": "limits", "key": "", "metric": "ai_tokens", "value": None},
+        {"dimension": "model", "key": "openai/gpt-4o", "metric": "input_tokens", "value": 3}]}
+    row = ("w1", 1_000, 2_000, None, "totals", "", "ai_tokens", 7, 5, 1_500)
+    assert AGGREGATES.to_rows(one) == [row]
+    assert AGGREGATES.to_rows(many) == [
+        row,
+        ("w1", 1_000, 2_000, None, "limits", "", "ai_tokens", None, 5, 1_500),
+        ("w1", 1_000, 2_000, None, "model", "openai/gpt-4o", "input_tokens", 3, 5, 1_500)]
+    assert AGGREGATES.to_rows({**HEAD, "values": []}) == []
