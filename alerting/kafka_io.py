@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from meter.settings import Settings
+from meter.topic_reader import ReadProgress, TopicPart, reader_config
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -35,6 +36,9 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
+        # The worker writes quota.thresholds in transactions: never see an aborted
+        # crossing (librdkafka's default, said here).
+        "isolation.level": "read_committed",
         "enable.partition.eof": False,
         **extra,
     }
@@ -98,8 +102,12 @@ def partitions_of(settings: Settings, topics: Sequence[str]) -> list[TopicPartit
         probe.close()
 
 
-def high_watermarks(settings: Settings, parts: Sequence[TopicPartition]) -> dict[tuple[str, int],
-                                                                                 int]:
+def stable_ends(settings: Settings, parts: Sequence[TopicPartition]) -> dict[TopicPart, int]:
+    """Where a read_committed reader of each partition ends now: its last stable offset.
+
+    (A ListOffsets request under read_committed answers the last stable offset, not the
+    high watermark: records of a transaction still open are not readable yet.)
+    """
     probe = Consumer(consumer_config(settings, f"meter-alerts-probe-{uuid.uuid4().hex}"))
     try:
         return {(tp.topic, tp.partition): probe.get_watermark_offsets(tp, timeout=10)[1]
@@ -124,36 +132,37 @@ class TopicTail:
         self._topics = list(topics)
         self._handler = handler
         self._loop = loop
-        self._positions: dict[tuple[str, int], int] = {}
+        self._reached: dict[TopicPart, int] = {}
         self._progress = asyncio.Event()
         self._stop = threading.Event()
         self._parts = partitions_of(settings, self._topics)
-        self._consumer = Consumer(consumer_config(
-            settings, f"meter-alerts-tail-{uuid.uuid4().hex}"))
+        # read_committed and partition EOF events: ``ReadProgress`` needs them to see the
+        # end of a partition that ends with a transaction marker or is empty.
+        self._consumer = Consumer(reader_config(settings, f"meter-alerts-tail-{uuid.uuid4().hex}"))
         self._consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in self._parts])
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        progress = ReadProgress()
         try:
             while not self._stop.is_set():
-                batch = [m for m in self._consumer.consume(500, 0.1) if m.error() is None]
-                # Positions, not last offsets: compaction leaves gaps below the watermark.
-                positions = {(tp.topic, tp.partition): tp.offset
-                             for tp in self._consumer.position(self._parts) if tp.offset >= 0}
-                self._loop.call_soon_threadsafe(self._apply, batch, positions)
+                batch = [m for m in self._consumer.consume(500, 0.1) if progress.observe(m)]
+                # Offsets reached, not last offsets read: the end events take them past
+                # compaction gaps and transaction markers, which are never delivered.
+                self._loop.call_soon_threadsafe(self._apply, batch, dict(progress.reached))
         finally:
             self._consumer.close()
 
-    def _apply(self, batch: Sequence[Message], positions: dict[tuple[str, int], int]) -> None:
+    def _apply(self, batch: Sequence[Message], reached: dict[TopicPart, int]) -> None:
         if batch:
             self._handler(batch)
-        self._positions.update(positions)
+        self._reached.update(reached)
         self._progress.set()
 
     async def caught_up(self) -> None:
-        targets = await asyncio.to_thread(high_watermarks, self._settings, self._parts)
-        while any(self._positions.get(tp, 0) < hw for tp, hw in targets.items()):
+        targets = await asyncio.to_thread(stable_ends, self._settings, self._parts)
+        while any(self._reached.get(tp, 0) < end for tp, end in targets.items()):
             self._progress.clear()
             await self._progress.wait()
 

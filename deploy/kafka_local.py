@@ -137,7 +137,7 @@ def _server_properties(settings: Settings, paths: KafkaPaths) -> str:
         "transaction.state.log.min.isr": "1",
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
-        # Topics come from deploy/topics.toml (Faust creates its own through the admin API):
+        # Topics come from deploy/topics.toml (the worker's changelogs included):
         # a typo in a topic name must fail loudly instead of creating a topic.
         "auto.create.topics.enable": "false",
         # Quick rebalances for tests and the demo.
@@ -212,10 +212,23 @@ def log_tail(paths: KafkaPaths, lines: int = 25) -> str:
     return "\n".join(chunks) if chunks else "(no broker log was written)"
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, made the way Kafka's ``Uuid.randomUuid`` makes one.
+
+    URL-safe base64 of a random UUID's 16 bytes, unpadded (22 characters). Kafka draws
+    again when the text would start with '-' (1 draw in 64): command-line parsers,
+    ``kafka-storage format -t`` among them, take such an id for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_storage(java: str, settings: Settings, paths: KafkaPaths) -> None:
     if (paths.storage / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = new_cluster_id()
     cmd = [java, "-cp", f"{paths.libs}/*", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
            f"-Dkafka.logs.dir={paths.logs}", "kafka.tools.StorageTool", "format",
            "-t", cluster_id, "-c", str(paths.config)]

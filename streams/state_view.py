@@ -15,10 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meter.settings import Settings
+from meter.topic_reader import ReadProgress, TopicPart, partitions, reader_config
 from schemas.codec import decode_record
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
 
 log = logging.getLogger("meter.api.view")
 
@@ -56,7 +60,7 @@ class QuotaStateView:
 
     @property
     def ready(self) -> bool:
-        """True once the view has read up to the end the topic had when it started."""
+        """True once the view has read every partition to its end (last stable offset)."""
         return self._caught_up.is_set()
 
     def wait_ready(self, timeout_s: float) -> bool:
@@ -95,44 +99,30 @@ class QuotaStateView:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         topic = self._settings.topic("quota.state")
-        consumer = Consumer({
-            "bootstrap.servers": self._settings.kafka_bootstrap,
-            "group.id": "meter-api-view",  # never committed: every replica reads everything
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": False,
-        })
+        # read_committed (workers write quota.state in transactions) with partition EOF
+        # events; never committed: every replica reads everything
+        consumer = Consumer(reader_config(self._settings, "meter-api-view"))
         try:
-            metadata = None
-            while metadata is None and not self._stop.is_set():
-                try:
-                    metadata = consumer.list_topics(topic, timeout=5).topics[topic]
-                    if metadata.error is not None:
-                        raise RuntimeError(str(metadata.error))
-                except Exception as exc:
-                    log.warning("waiting for topic %s: %s", topic, exc)
-                    metadata = None
-                    time.sleep(1)
-            if metadata is None:
-                return
-            partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-            ends = {}
-            for tp in partitions:
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                ends[tp.partition] = high
-            consumer.assign(partitions)
-            pending = {p for p, high in ends.items() if high > 0}
-            if not pending:
-                self._caught_up.set()
+            parts = self._wait_for_partitions(consumer, topic)
+            consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in parts])
+            progress = ReadProgress()
             while not self._stop.is_set():
                 for msg in consumer.consume(num_messages=1000, timeout=0.2):
-                    if msg.error() is not None:
-                        continue
-                    self.apply(msg.key(), msg.value())
-                    p, offset = int(msg.partition() or 0), int(msg.offset() or 0)
-                    if p in pending and offset + 1 >= ends[p]:
-                        pending.discard(p)
-                        if not pending:
-                            self._caught_up.set()
+                    if progress.observe(msg):
+                        self.apply(msg.key(), msg.value())
+                # Ready once every partition raised its end event: records up to there
+                # are applied (they come before it), trailing markers do not hold it back.
+                if not self._caught_up.is_set() and progress.all_at_end(parts):
+                    self._caught_up.set()
         finally:
             consumer.close()
+
+    def _wait_for_partitions(self, consumer: Consumer, topic: str) -> list[TopicPart]:
+        """The topic's partitions, once it exists; empty if the view stopped first."""
+        while not self._stop.is_set():
+            try:
+                return partitions(consumer, topic, timeout_s=5)
+            except Exception as exc:
+                log.warning("waiting for topic %s: %s", topic, exc)
+                time.sleep(1)
+        return []

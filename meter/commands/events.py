@@ -216,6 +216,9 @@ def tail(
         "group.id": f"meter-tail-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest" if from_beginning else "latest",
+        # The worker writes its outputs in transactions: show committed records only
+        # (librdkafka's default, said here).
+        "isolation.level": "read_committed",
         "session.timeout.ms": 10_000,
     })
     consumer.subscribe([settings.topic(topic)])

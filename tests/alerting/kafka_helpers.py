@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from alerting.config import AlertingConfig
-from alerting.kafka_io import consumer_config, producer_config
+from alerting.kafka_io import producer_config
 from alerting.service import AlertService
 from meter.settings import Settings
-from schemas.codec import decode_record, encode_event, encode_record
+from meter.topic_reader import read_all
+from schemas.codec import encode_event, encode_record
 from schemas.events import UNLIMITED, AlertSettingsEvent, Limits, Mute, PlanEvent
 from streams.core.quotas import ThresholdCrossing as Crossing
 
@@ -55,24 +56,7 @@ def publish_plan(settings: Settings, workspace: str, owners: Sequence[str],
 
 def read_deliveries(settings: Settings) -> list[dict[str, Any]]:
     """Every record on alerting.deliveries, in partition order."""
-    consumer = Consumer(consumer_config(settings, f"read-{uuid.uuid4().hex}"))
-    topic = settings.topic("alerting.deliveries")
-    try:
-        meta = consumer.list_topics(topic, timeout=10)
-        parts = [TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
-        consumer.assign(parts)
-        records: list[dict[str, Any]] = []
-        positions = {p: 0 for p in ends}
-        deadline = time.monotonic() + 30
-        while any(positions[p] < ends[p] for p in ends) and time.monotonic() < deadline:
-            for m in consumer.consume(500, 0.2):
-                if m.error() is None and m.value() is not None:
-                    records.append(decode_record(m.value() or b"")[1])
-                    positions[m.partition() or 0] = (m.offset() or 0) + 1
-        return records
-    finally:
-        consumer.close()
+    return [record for _key, record in read_all(settings, "alerting.deliveries")]
 
 
 def statuses(records: Sequence[dict[str, Any]], alert_id: str, channel: str) -> list[str]:

@@ -11,7 +11,9 @@ import pytest
 
 from alerting.service import AlertService
 from meter.settings import Settings
+from schemas.codec import encode_record
 from schemas.events import Mute
+from streams.core.quotas import ThresholdCrossing as Crossing
 from tests.alerting.factories import crossing, event_crossings
 from tests.alerting.kafka_helpers import (
     alert_config,
@@ -26,6 +28,7 @@ from tests.alerting.kafka_helpers import (
     until,
 )
 from tests.alerting.receivers import Script, SmtpSink, WebhookReceiver
+from tests.meter.transactions import Item, TransactionalWriter
 
 pytestmark = pytest.mark.kafka
 
@@ -164,6 +167,29 @@ def test_settings_changes_apply_while_running(meter_settings: Settings) -> None:
                 await until(lambda: done(service, second.alert_id, "webhook"), "second")
             assert [r.webhook_id for r in rx.ok("old")] == [first.alert_id]
             assert [r.webhook_id for r in rx.ok("new")] == [second.alert_id]
+    asyncio.run(scenario())
+
+
+def test_crossings_of_an_aborted_transaction_are_never_delivered(
+        meter_settings: Settings) -> None:
+    """The worker writes crossings in transactions: the consumer reads committed ones only."""
+    def item(c: Crossing) -> Item:
+        return None, c.workspace_id.encode(), encode_record("quota.thresholds", c._asdict())
+
+    async def scenario() -> None:
+        async with WebhookReceiver() as rx:
+            publish_settings(meter_settings, "w1", email=False, webhook=rx.url("hook"),
+                             secret=SECRET)
+            aborted = crossing(80, workspace="w1", event_id="e1")
+            kept = crossing(95, workspace="w1", event_id="e2")
+            writer = TransactionalWriter(meter_settings, "quota.thresholds")
+            writer.abort([item(aborted)])
+            writer.commit([item(kept)])  # same key, same partition: after the aborted one
+            async with running(alert_config(meter_settings, 1)) as service:
+                await until(lambda: done(service, kept.alert_id, "webhook"), "the commit")
+            assert _delivered_ids(rx, "hook") == [kept.alert_id]
+            records = read_deliveries(meter_settings)
+            assert {r["alert_id"] for r in records} == {kept.alert_id}
     asyncio.run(scenario())
 
 

@@ -28,7 +28,7 @@ def test_every_topic_exists_with_its_partitions_and_cleanup_policy(
     admin = AdminClient({"bootstrap.servers": meter_settings.kafka_bootstrap})
     topics = admin.list_topics(timeout=10).topics
     specs = topic_specs(meter_settings)
-    assert len(specs) == 16
+    assert len(specs) == 18  # 16 of DESIGN.md and the worker's two changelogs
     resources = [ConfigResource("topic", meter_settings.topic(s.name)) for s in specs]
     configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
     for spec in specs:
@@ -36,7 +36,8 @@ def test_every_topic_exists_with_its_partitions_and_cleanup_policy(
         assert len(topics[name].partitions) == spec.partitions, name
         assert configs[name]["cleanup.policy"].value == spec.cleanup_policy, name
     compacted = {s.name for s in specs if s.cleanup_policy == "compact"}
-    assert compacted == {"quota.plans", "alerting.settings", "quota.state"}
+    assert compacted == {"quota.plans", "alerting.settings", "quota.state",
+                         "worker.workspaces.changelog", "worker.ids.changelog"}
 
 
 def test_topic_creation_is_idempotent(meter_settings: Settings) -> None:
@@ -70,7 +71,7 @@ def test_produce_consume_round_trip_keeps_key_and_partition(meter_settings: Sett
             break
     consumer.close()
     assert {k: v for k, (v, _) in got.items()} == sent
-    # The same key always lands on the same partition (murmur2, like Faust and Java).
+    # The same key always lands on the same partition (murmur2, like Java).
     for key, (_, partition) in got.items():
         assert partition == partition_for(key, meter_settings.kafka_partitions)
 
