@@ -41,7 +41,7 @@ from bench.probes import CrossingCollector, percentile, probe_plan, probe_tokens
 from meter.settings import Settings
 from meter.workload import Workload, generate_events
 from schemas.codec import encode_event, topic_of
-from streams.app import INPUT_TOPICS
+from streams.worker import INPUT_TOPICS
 
 Record = tuple[str, bytes, bytes]  # (real topic, key, value)
 

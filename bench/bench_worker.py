@@ -40,7 +40,7 @@ from meter.topic_reader import end_offsets
 from meter.workload import Workload, generate_events
 from schemas.codec import encode_event, topic_of
 from schemas.registry import default_registry
-from streams.app import INPUT_TOPICS
+from streams.worker import INPUT_TOPICS
 from tests.streams.harness import committed, worker_env
 
 console = Console()

@@ -1,3 +1,3 @@
-"""workspace-meter: usage metering and quotas on Kafka, Faust and ClickHouse."""
+"""workspace-meter: usage metering and quotas on Kafka and ClickHouse."""
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """The ``meter`` console script: one Typer app, each area registering its commands.
 
-Heavy imports (Faust, confluent-kafka, chDB) happen inside the commands, so
+Heavy imports (confluent-kafka, RocksDB, chDB) happen inside the commands, so
 ``meter --help`` stays fast.
 """
 

@@ -1,8 +1,8 @@
 """Kafka's default partitioner in pure Python: murmur2 of the key, positive, modulo n.
 
-The same function as Java's ``Utils.murmur2``, aiokafka's (so Faust's) default and
-confluent-kafka's ``murmur2_random``; tests use it to check that every producer
-places a workspace on the same partition.
+The same function as Java's ``Utils.murmur2`` and confluent-kafka's ``murmur2_random``;
+the worker names each output's partition with it (its heartbeats), and tests use it to
+check that every producer places a workspace on the same partition.
 """
 
 from __future__ import annotations

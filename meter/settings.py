@@ -7,11 +7,14 @@ a wrong value fails with the setting's environment name and what is wrong, see
 
 from __future__ import annotations
 
+import hashlib
+import re
+import socket
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,7 +34,7 @@ class Settings(BaseSettings):
         env_prefix="METER_", env_file=".env", extra="ignore", validate_default=True
     )
 
-    # Where everything local lives: Kafka data and logs, chDB store, Faust state.
+    # Where everything local lives: Kafka data and logs, chDB store, the worker's store.
     data_dir: Path = Field(default=Path(".meter"), description="local state directory")
 
     cache_dir: Path | None = Field(
@@ -59,8 +62,23 @@ class Settings(BaseSettings):
     clickhouse_database: str = "meter"
 
     # Services
-    worker_id: str = "meter-worker"
+    worker_id: str = Field(default="meter-worker", min_length=1,
+                           description="the workers' consumer group (with the topic prefix)")
+    worker_instance: str | None = Field(
+        default=None, min_length=1, pattern=r"^[A-Za-z0-9._-]+$",
+        description="this worker's stable id, its transactional.id; "
+                    "default: host name and a hash of the data directory")
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
+    worker_batch_max: int = Field(default=10_000, ge=1,
+                                  description="most events in one batch (one transaction)")
+    # A paused worker's open transaction is aborted (transaction timeout) before its
+    # partitions can move to another worker (session timeout): the first must be lower.
+    worker_session_timeout_ms: int = Field(default=15_000, ge=6_000)
+    worker_transaction_timeout_ms: int = Field(default=10_000, ge=1_000)
+    worker_align_idle_ms: int = Field(
+        default=100, ge=0, description="how long a partition waits for a topic with no news")
+    worker_align_lag_wait_ms: int = Field(
+        default=2_000, ge=0, description="how long it waits for a topic known to hold more")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=7070, ge=0, le=65535)
     api_token: SecretStr | None = Field(default=None, description="bearer token for the check API")
@@ -111,6 +129,25 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _transaction_below_session(self) -> Settings:
+        if self.worker_transaction_timeout_ms >= self.worker_session_timeout_ms:
+            raise ValueError(
+                "METER_WORKER_TRANSACTION_TIMEOUT_MS must be below "
+                "METER_WORKER_SESSION_TIMEOUT_MS, so a paused worker's transaction aborts "
+                f"before its partitions move (got {self.worker_transaction_timeout_ms} and "
+                f"{self.worker_session_timeout_ms})")
+        return self
+
+    @property
+    def worker_instance_id(self) -> str:
+        """The stable id of this worker instance (see ``worker_instance``)."""
+        if self.worker_instance:
+            return self.worker_instance
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:10]
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+        return f"{host}-{digest}"
+
     @property
     def chdb_data_path(self) -> Path:
         return self.chdb_path if self.chdb_path is not None else self.data_dir / "chdb"
@@ -131,6 +168,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
+            if not err["loc"]:  # a rule across settings: its message names them
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
             name = "METER_" + "_".join(str(p) for p in err["loc"]).upper()
             problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

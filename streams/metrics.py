@@ -1,63 +1,116 @@
-"""The worker's counters, rendered in the Prometheus text format."""
+"""The worker's counters and gauges, rendered in the Prometheus text format."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import json
+from dataclasses import dataclass, field
 from typing import ClassVar
+
+
+@dataclass(slots=True)
+class BatchCounts:
+    """What one batch did; added to the worker's counters only once it commits (an
+    aborted batch is read again and would count twice)."""
+
+    processed: int = 0
+    deduplicated: int = 0
+    dead_lettered: int = 0
+    late: int = 0
+    crossings: int = 0
+    aggregate_records: int = 0
+    fence_violations: int = 0
 
 
 @dataclass
 class WorkerMetrics:
-    processed: int = 0  # events applied to the core (duplicates and late included)
+    processed: int = 0  # events applied to the metering core (duplicates and late included)
     deduplicated: int = 0  # S6 repeats dropped by the core
-    redelivered: int = 0  # at-least-once redeliveries skipped by the offset fence
     dead_lettered: int = 0  # sent to usage.deadletter (invalid or cycle_closed)
     late: int = 0  # S4 cycle_closed
     crossings: int = 0  # threshold crossings emitted
-    aggregate_rows: int = 0  # usage.aggregates rows emitted
-    batches: int = 0
-    held_back: int = 0  # events of revoked partitions or after a hole, left unacked (redelivered)
-    seeks: int = 0  # partitions sought back to their first missing offset
-    holes: int = 0  # offset holes seen in non-compacted input partitions (asked the broker)
+    aggregate_records: int = 0  # usage.aggregates records emitted (one per changed cycle)
+    batches: int = 0  # batches committed, each one Kafka transaction
+    transactions_aborted: int = 0  # batches aborted and read again
+    fence_violations: int = 0  # redelivered offsets at or below a workspace's fence
+    alignment_timeouts: int = 0  # a partition went on without a topic after waiting (S1)
+    restored_records: int = 0  # changelog records read into the local store
+    partitions_wiped: int = 0  # local partitions dropped and restored whole
     workspaces_cached: int = 0  # gauge: workspaces held decoded in memory
-    ids_remembered: int = 0  # gauge: S6 event ids those workspaces hold
-    # "topic:partition" -> records behind the end (high watermark - position), refreshed
-    # every few seconds by the app
+    store_keys: int = 0  # gauge: RocksDB's estimate of the local store's keys
+    queued: int = 0  # gauge: records waiting for event-time alignment
+    # "topic:partition" -> records not yet handed to the worker (last stable offset -
+    # position), and
+    # the gap between high watermark and last stable offset (an open transaction)
     lag: dict[str, int] = field(default_factory=dict)
+    lso_gap: dict[str, int] = field(default_factory=dict)
 
     _HELP: ClassVar[dict[str, str]] = {
         "processed": "Events applied to the metering core",
         "deduplicated": "Duplicate events dropped (S6)",
-        "redelivered": "Redelivered offsets skipped by the offset fence",
         "dead_lettered": "Events sent to usage.deadletter",
         "late": "Events for a closed cycle (S4)",
         "crossings": "Threshold crossings emitted",
-        "aggregate_rows": "usage.aggregates rows emitted",
-        "batches": "Batches processed",
-        "held_back": "Events of revoked partitions or after an offset hole, left unacked",
-        "seeks": "Partitions sought back to their first missing offset",
-        "holes": "Offset holes in an input partition (transaction markers or lost deliveries)",
+        "aggregate_records": "usage.aggregates records emitted",
+        "batches": "Batches committed (one Kafka transaction each)",
+        "transactions_aborted": "Batches whose transaction aborted (read again)",
+        "fence_violations": "Offsets at or below a workspace's fence (store ahead of Kafka)",
+        "alignment_timeouts": "Partitions that went on without a topic after waiting (S1)",
+        "restored_records": "Changelog records restored into the local store",
+        "partitions_wiped": "Local partitions wiped and restored whole",
     }
     _GAUGES: ClassVar[dict[str, str]] = {
         "workspaces_cached": "Workspaces held decoded in memory",
-        "ids_remembered": "Event ids held for S6 duplicate detection",
+        "store_keys": "Keys in the local store (RocksDB estimate)",
+        "queued": "Records waiting for event-time alignment",
     }
+    _LABELLED: ClassVar[dict[str, str]] = {
+        "lag": "consumer_lag Records behind the last stable offset, per input partition",
+        "lso_gap": "lso_gap High watermark minus last stable offset (open transactions)",
+    }
+
+    def add(self, counts: BatchCounts) -> None:
+        """A committed batch's counts."""
+        for name in BatchCounts.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(counts, name))
+
+    def record_stats(self, payload: str, topics: set[str]) -> None:
+        """Lag and open-transaction gaps from librdkafka's statistics JSON."""
+        lag: dict[str, int] = {}
+        gap: dict[str, int] = {}
+        for topic, entry in json.loads(payload).get("topics", {}).items():
+            if topic not in topics:
+                continue
+            for partition, values in entry.get("partitions", {}).items():
+                if int(partition) < 0 or values.get("fetch_state") != "active":
+                    continue
+                name = f"{topic}:{partition}"
+                hi, ls = values.get("hi_offset", -1), values.get("ls_offset", -1)
+                # offsets committed in transactions are unknown to librdkafka's own lag:
+                # count from what the worker was handed (or fetched, before the first)
+                position = values.get("app_offset", -1)
+                if position < 0:
+                    position = values.get("next_offset", -1)
+                if ls >= 0 and position >= 0:
+                    lag[name] = max(0, int(ls) - int(position))
+                if hi >= 0 and ls >= 0:
+                    gap[name] = int(hi) - int(ls)
+        self.lag, self.lso_gap = lag, gap
 
     def render(self, prefix: str = "meter_worker") -> str:
         lines = []
-        for f in fields(self):
-            if f.name not in self._HELP:
-                continue
-            name = f"{prefix}_{f.name}_total"
-            lines += [f"# HELP {name} {self._HELP[f.name]}", f"# TYPE {name} counter",
-                      f"{name} {getattr(self, f.name)}"]
-        for field_name, help_text in self._GAUGES.items():
-            name = f"{prefix}_{field_name}"
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
-                      f"{name} {getattr(self, field_name)}"]
-        lines += [f"# HELP {prefix}_consumer_lag Records behind the end, per topic partition",
-                  f"# TYPE {prefix}_consumer_lag gauge"]
-        for tp, lag in sorted(self.lag.items()):
-            topic, _, partition = tp.rpartition(":")
-            lines.append(f'{prefix}_consumer_lag{{topic="{topic}",partition="{partition}"}} {lag}')
+        for name, help_text in self._HELP.items():
+            full = f"{prefix}_{name}_total"
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} counter",
+                      f"{full} {getattr(self, name)}"]
+        for name, help_text in self._GAUGES.items():
+            full = f"{prefix}_{name}"
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge",
+                      f"{full} {getattr(self, name)}"]
+        for attr, text in self._LABELLED.items():
+            metric, _, help_text = text.partition(" ")
+            full = f"{prefix}_{metric}"
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge"]
+            for tp, value in sorted(getattr(self, attr).items()):
+                topic, _, partition = tp.rpartition(":")
+                lines.append(f'{full}{{topic="{topic}",partition="{partition}"}} {value}')
         return "\n".join(lines) + "\n"

@@ -1,280 +1,263 @@
-"""One batch of raw Kafka messages in, table writes and output records out.
+"""One batch of consumed records in, everything its transaction writes out.
 
-The glue between the Faust agent and the pure core, kept free of Faust so it is
-tested on its own: decode (``schemas.codec``), fence redelivered offsets, call the
-core (``WorkspaceMeter.apply``), encode the outputs. The agent only feeds it
-messages and performs the writes and sends it returns, in the order that makes
-at-least-once delivery exact (see ``streams/app.py`` and the README):
+The glue between the worker's Kafka loop (``streams/worker.py``) and the pure core,
+kept free of Kafka so it is tested on its own:
 
-1. each changed workspace's state is written to the table, once per batch, with an
-   outbox holding the crossings and prune requests it produced (no await between
-   applying and writing, so a cancelled batch never leaves its acks without its state);
-2. the outputs (the outboxes, dead letters) are sent and acknowledged by the broker,
-   and the outboxes are emptied (persisted with the workspace's next write);
-3. then Faust acks the batch's offsets.
+- ``decode_incoming`` decodes and validates one consumed record (``schemas.codec``),
+  before the batch is formed: the event time is what aligns the topics (S1);
+- ``BatchProcessor.process`` applies a batch to the workspaces' state
+  (``WorkspaceMeter.apply``) and returns every record of the batch's transaction:
+  crossings, prune requests, dead letters, one ``usage.aggregates`` record per changed
+  (workspace, cycle), one ``quota.state`` record and one changelog record per changed
+  workspace, and the S6 store's changelog records; with the input offsets to commit;
+- after the transaction commits, ``write_committed`` puts the same state into the local
+  store's write batch; after an abort, ``abort`` forgets what the batch changed in memory,
+  so the workspaces are read again from the store, which holds only committed state.
 
-Aggregates and quota state go out on a short timer (``take_snapshots``), once per
-changed workspace per tick, not per batch: under load a busy workspace changes
-thousands of times a second, and the sink and the check API need its latest value.
-
-A crash before 1 lands replays the batch onto the old state; after it, onto the new
-state, where the offset fence skips every event already applied and a non-empty
-outbox is sent again (the same records: consumers dedupe by ``alert_id``). Faust acks
-a batch even when its body is cancelled (shutdown), which is why the write comes first.
+Versions (``usage.aggregates``, ``quota.state``, the S6 sets' keys) are a sequence in each
+workspace's state, so they only grow, across owners too.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 import orjson
+from rocksdict import WriteBatch
 
 from schemas.codec import decode_event, encode_record
 from schemas.deadletter import deadletter_record
+from schemas.events import Event
 from schemas.validation import InvalidEvent
+from streams.core.dedup import EventIds
 from streams.core.meter import WorkspaceMeter
-from streams.metrics import WorkerMetrics
+from streams.idstore import IdChanges, IdStore
+from streams.localstore import LocalStore
+from streams.metrics import BatchCounts
 
 _HEADER = struct.Struct(">I")
-# Compacted input topics (deploy/topics.toml): tombstones and real offset holes are normal.
-COMPACTED_INPUTS = frozenset({"quota.plans", "alerting.settings"})
+# Compacted input topics (deploy/topics.toml): a tombstone there is normal, not an error.
+COMPACTED_INPUTS: Final = frozenset({"quota.plans", "alerting.settings"})
+# The worker's changelogs (base names, deploy/topics.toml), co-partitioned with the inputs.
+WORKSPACES_CHANGELOG: Final = "worker.workspaces.changelog"
+IDS_CHANGELOG: Final = "worker.ids.changelog"
+CHANGELOGS: Final = (WORKSPACES_CHANGELOG, IDS_CHANGELOG)
+REJECTED_TIME: Final = -1  # a record that does not decode aligns before every event
 log = logging.getLogger("meter.worker")
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """What the processor needs of one consumed record."""
+@dataclass(slots=True)
+class Incoming:
+    """One consumed record, decoded: an event, a rejection, or nothing to do (a tombstone
+    on a compacted control topic); with its original bytes for a dead letter (the core
+    may still reject an event: ``cycle_closed``)."""
 
-    topic: str  # the real topic name (with the settings' prefix)
+    topic: str  # the DESIGN.md name (no prefix)
     partition: int
     offset: int
     key: bytes | None
-    value: bytes | None
+    time: int  # event time for alignment across topics (S1)
+    event: Event | None = None
+    error: InvalidEvent | None = None
+    value: bytes | None = None  # the original bytes, for a dead letter
+
+
+def decode_incoming(topic: str, partition: int, offset: int, key: bytes | None,
+                    value: bytes | None, now_ms: int) -> Incoming:
+    """Decode and validate one record of an input topic (S5, S12)."""
+    if value is None:
+        if topic in COMPACTED_INPUTS:
+            return Incoming(topic, partition, offset, key, REJECTED_TIME)
+        error = InvalidEvent("undecodable", "empty message (a tombstone on a usage topic)")
+        return Incoming(topic, partition, offset, key, REJECTED_TIME, error=error, value=b"")
+    try:
+        event = decode_event(value, now_ms=now_ms, topic=topic)
+        if key is None or key.decode(errors="replace") != event.workspace_id:
+            raise InvalidEvent(
+                "invalid_value",
+                "the message key must be the event's workspace_id (co-partitioning)",
+                "workspace_id",
+            )
+    except InvalidEvent as exc:
+        return Incoming(topic, partition, offset, key, REJECTED_TIME, error=exc, value=value)
+    return Incoming(topic, partition, offset, key, event.occurred_at, event=event, value=value)
 
 
 @dataclass(frozen=True, slots=True)
-class OutputRecord:
-    topic: str  # the DESIGN.md name; the agent applies the prefix
+class Output:
+    """One record of a batch's transaction."""
+
+    topic: str  # the DESIGN.md name; the worker applies the prefix
+    partition: int  # workspace-keyed outputs go to the input's partition (co-partitioning)
     key: bytes
-    value: bytes
+    value: bytes | None
 
 
 @dataclass(slots=True)
 class WorkspaceEntry:
-    """A workspace's state as held between batches: the core's state, the offset fences
-    and the outbox of crossings and prune requests not yet acknowledged by the broker."""
+    """A workspace's state between batches: the core's state and, per input topic, the
+    last offset applied (the offset fence, an assertion under transactions)."""
 
     meter: WorkspaceMeter
-    # (base topic, partition) -> last applied offset. All of one workspace's events of one
-    # topic come from one partition (keyed by workspace), so this fences redelivery exactly.
-    fences: dict[str, int] = field(default_factory=dict)
-    # (base topic, encoded record): written with the state that produced them, sent after,
-    # cleared once acknowledged; a workspace recovered with a non-empty outbox sends it
-    # again (the same records under the same ids: consumers dedupe by alert_id).
-    outbox: list[tuple[str, bytes]] = field(default_factory=list)
+    fences: dict[str, int] = field(default_factory=dict)  # base topic -> offset
 
     def to_bytes(self) -> bytes:
-        header = orjson.dumps({
-            "fences": self.fences,
-            "outbox": [[topic, base64.b64encode(value).decode()] for topic, value in self.outbox],
-        })
+        header = orjson.dumps(self.fences)
         return _HEADER.pack(len(header)) + header + self.meter.to_bytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> WorkspaceEntry:
+    def from_bytes(cls, data: bytes, ids_from_state: Callable[[Any], EventIds]
+                   ) -> WorkspaceEntry:
         (size,) = _HEADER.unpack_from(data)
-        header = orjson.loads(data[4 : 4 + size])
-        outbox = [(topic, base64.b64decode(value)) for topic, value in header["outbox"]]
-        return cls(meter=WorkspaceMeter.from_bytes(data[4 + size :]), fences=header["fences"],
-                   outbox=outbox)
+        meter = WorkspaceMeter.from_bytes(data[4 + size:], ids_from_state=ids_from_state)
+        return cls(meter=meter, fences=orjson.loads(data[4:4 + size]))
 
 
 @dataclass(slots=True)
 class BatchResult:
-    outputs: list[OutputRecord] = field(default_factory=list)
-    # workspace key -> (serialized entry, the last message of that workspace in the batch)
-    writes: dict[bytes, tuple[bytes, RawMessage]] = field(default_factory=dict)
-    # entries whose outbox ``outputs`` holds: ``acknowledged`` empties them
-    sent: list[WorkspaceEntry] = field(default_factory=list)
-
-    def acknowledged(self) -> None:
-        """The broker acknowledged ``outputs``: the outboxes are done (the next write of
-        each workspace persists that)."""
-        for entry in self.sent:
-            entry.outbox.clear()
+    outputs: list[Output] = field(default_factory=list)  # the transaction, changelogs included
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset to apply
+    entries: dict[tuple[int, bytes], bytes] = field(default_factory=dict)  # changed state
+    ids: IdChanges = field(default_factory=IdChanges)
+    fenced: set[int] = field(default_factory=set)  # partitions whose store disagreed
+    events: int = 0
+    counts: BatchCounts = field(default_factory=BatchCounts)
 
 
 class BatchProcessor:
-    """Applies batches of raw messages to per-workspace state.
+    """Applies batches to per-workspace state held in memory, backed by the local store.
 
-    ``load`` reads a workspace's serialized entry from the table (None when new).
-    Deserialized entries are cached between batches (``drop`` forgets the ones of a
-    revoked partition), so a busy workspace is decoded once, not once per batch.
+    Entries are read from the store on first use and kept in memory while this worker
+    owns their partition (``drop_partitions`` forgets them on revocation).
     """
 
-    def __init__(
-        self,
-        load: Callable[[bytes], bytes | None],
-        topic_prefix: str = "",
-        metrics: WorkerMetrics | None = None,
-        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-    ) -> None:
-        self._load = load
-        self._prefix = topic_prefix
+    def __init__(self, store: LocalStore, ids: IdStore,
+                 clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+        self._store = store
+        self._ids = ids
         self._cache: dict[bytes, tuple[int, WorkspaceEntry]] = {}
-        self._dirty: set[bytes] = set()  # workspaces changed since the last snapshots
-        self._recovered_outbox: list[OutputRecord] = []  # to send again after a recovery
-        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._clock_ms = clock_ms
-
-    def base_topic(self, topic: str) -> str:
-        if self._prefix and topic.startswith(self._prefix):
-            return topic[len(self._prefix):]
-        return topic
+        self._touched: dict[bytes, tuple[int, WorkspaceEntry]] = {}  # by the open batch
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
-        """Forget cached entries of partitions this worker no longer owns."""
+        """Forget the entries of partitions this worker no longer owns."""
         gone = set(partitions)
         for key in [k for k, (p, _) in self._cache.items() if p in gone]:
             del self._cache[key]
 
-    def forget(self) -> None:
-        """Forget every cached entry: after a batch failed halfway, the cache may hold
-        applied events the table never got; the table is the truth to reload."""
-        self._cache.clear()
-
-    def _entry(self, key: bytes, partition: int) -> WorkspaceEntry:
+    def _entry(self, partition: int, key: bytes) -> WorkspaceEntry:
         cached = self._cache.get(key)
         if cached is not None:
             return cached[1]
-        data = self._load(key)
+        data = self._store.workspace(partition, key)
         if data is None:
-            entry = WorkspaceEntry(meter=WorkspaceMeter(key.decode()))
+            entry = WorkspaceEntry(WorkspaceMeter(key.decode(),
+                                                  ids=self._ids.of(partition, key)))
         else:
-            entry = WorkspaceEntry.from_bytes(data)
-            # Recovered state: the sink gets a full snapshot under a newer version, so rows
-            # emitted before a crash but never persisted are superseded (DESIGN, "State and
-            # exactness"); the outbox goes out again.
-            entry.meter.mark_all_dirty()
-            self._recovered_outbox.extend(
-                OutputRecord(topic, key, value) for topic, value in entry.outbox)
+            entry = WorkspaceEntry.from_bytes(
+                data, lambda state: self._ids.of(partition, key, state))
         self._cache[key] = (partition, entry)
         return entry
 
-    def process(self, messages: Iterable[RawMessage]) -> BatchResult:
+    def process(self, records: Iterable[Incoming]) -> BatchResult:
         result = BatchResult()
-        touched: dict[bytes, tuple[WorkspaceEntry, RawMessage]] = {}
-        metrics = self.metrics
+        outputs = result.outputs
+        counts = result.counts
         now_ms = self._clock_ms()
-        for msg in messages:
-            base = self.base_topic(msg.topic)
-            if msg.value is None:
-                if base in COMPACTED_INPUTS:  # a tombstone on a compacted control topic
-                    continue
-                result.outputs.append(self._deadletter(
-                    msg, base, "undecodable", "empty message (a tombstone on a usage topic)",
-                    now_ms))
-                metrics.dead_lettered += 1
+        # workspaces this batch changed (abort forgets them, even if this raises halfway)
+        touched = self._touched = {}
+        for rec in records:
+            result.offsets[(rec.topic, rec.partition)] = rec.offset + 1
+            result.events += 1
+            event = rec.event
+            if event is None:
+                if rec.error is not None:
+                    outputs.append(self._deadletter(rec, rec.error.reason, rec.error.detail,
+                                                    now_ms, counts))
                 continue
-            try:
-                event = decode_event(msg.value, now_ms=now_ms, topic=base)
-                if msg.key is None or msg.key.decode(errors="replace") != event.workspace_id:
-                    raise InvalidEvent(
-                        "invalid_value",
-                        "the message key must be the event's workspace_id (co-partitioning)",
-                        "workspace_id",
-                    )
-            except InvalidEvent as exc:
-                result.outputs.append(self._deadletter(msg, base, exc.reason, exc.detail, now_ms))
-                metrics.dead_lettered += 1
+            key = rec.key or b""
+            entry = self._entry(rec.partition, key)
+            if rec.offset <= entry.fences.get(rec.topic, -1):
+                # Never under transactions: the store holds state Kafka does not.
+                counts.fence_violations += 1
+                result.fenced.add(rec.partition)
                 continue
-            key = msg.key
-            entry = self._entry(key, msg.partition)
-            fence_key = f"{base}:{msg.partition}"
-            if msg.offset <= entry.fences.get(fence_key, -1):
-                metrics.redelivered += 1
-                # Written again all the same: after a crash the local store can be ahead
-                # of the changelog (stored, killed before the changelog record's ack);
-                # this write brings the changelog up to what the fence says.
-                touched[key] = (entry, msg)
-                continue
-            entry.fences[fence_key] = msg.offset
-            touched[key] = (entry, msg)
             try:
                 outcome = entry.meter.apply(event)
             except Exception as exc:  # a core bug must not lose the event or stop the stream
-                log.exception("the metering core failed on %s[%d]@%d", base, msg.partition,
-                              msg.offset)
-                result.outputs.append(self._deadletter(
-                    msg, base, "invalid_value",
-                    f"the metering core failed on it: {type(exc).__name__}: {exc}", now_ms))
-                metrics.dead_lettered += 1
+                log.exception("the metering core failed on %s[%d]@%d", rec.topic,
+                              rec.partition, rec.offset)
+                touched[key] = (rec.partition, entry)  # whatever it changed is kept
+                outputs.append(self._deadletter(
+                    rec, "invalid_value",
+                    f"the metering core failed on it: {type(exc).__name__}: {exc}", now_ms,
+                    counts))
                 continue
-            metrics.processed += 1
-            if outcome.status == "duplicate":
-                metrics.deduplicated += 1
-            elif outcome.status == "rejected":
-                metrics.dead_lettered += 1
+            counts.processed += 1
+            status = outcome.status
+            if status == "counted":
+                entry.fences[rec.topic] = rec.offset
+                touched[key] = (rec.partition, entry)
+            elif status == "duplicate":
+                counts.deduplicated += 1
+            else:
                 if outcome.reason == "cycle_closed":
-                    metrics.late += 1
-                result.outputs.append(
-                    self._deadletter(msg, base, outcome.reason or "invalid_value",
-                                     outcome.detail or "", now_ms))
+                    counts.late += 1
+                outputs.append(self._deadletter(rec, outcome.reason or "invalid_value",
+                                                outcome.detail or "", now_ms, counts))
             for crossing in outcome.crossings:
-                value = encode_record("quota.thresholds", crossing.to_record())
-                entry.outbox.append(("quota.thresholds", value))
-                result.outputs.append(OutputRecord("quota.thresholds", key, value))
-                metrics.crossings += 1
+                outputs.append(Output("quota.thresholds", rec.partition, key,
+                                      encode_record("quota.thresholds", crossing.to_record())))
+                counts.crossings += 1
             for prune in outcome.prune_requests:
-                value = encode_record("storage.prune_requests", prune.to_record())
-                entry.outbox.append(("storage.prune_requests", value))
-                result.outputs.append(OutputRecord("storage.prune_requests", key, value))
-        result.outputs.extend(self._recovered_outbox)
-        self._recovered_outbox.clear()
-        for key, (entry, last) in touched.items():
-            result.writes[key] = (entry.to_bytes(), last)
-        result.sent = [entry for entry, _ in touched.values() if entry.outbox]
-        self._dirty.update(touched)
+                outputs.append(Output("storage.prune_requests", rec.partition, key,
+                                      encode_record("storage.prune_requests", prune.to_record())))
+        seq_of: dict[bytes, int] = {}
+        for key, (partition, entry) in touched.items():
+            meter = entry.meter
+            for aggregate in meter.take_changed_aggregates(now_ms):
+                outputs.append(Output("usage.aggregates", partition, key,
+                                      encode_record("usage.aggregates", aggregate)))
+                counts.aggregate_records += 1
+            outputs.append(Output("quota.state", partition, key,
+                                  encode_record("quota.state", meter.quota_state_record(now_ms))))
+            value = entry.to_bytes()
+            outputs.append(Output(WORKSPACES_CHANGELOG, partition, key, value))
+            result.entries[(partition, key)] = value
+            seq_of[key] = meter.version
+        result.ids = self._ids.take_changes(seq_of)
+        outputs.extend(Output(IDS_CHANGELOG, p, key, value)
+                       for p, key, value in result.ids.records)
         return result
 
-    def held_in_memory(self) -> tuple[int, int]:
-        """(workspaces cached, S6 event ids they hold): what the worker's heap grows with."""
-        return len(self._cache), sum(e.meter.remembered_ids() for _, e in self._cache.values())
+    def write_committed(self, result: BatchResult, batch: WriteBatch) -> None:
+        """The committed batch's state, into the local store's write batch."""
+        for (partition, key), value in result.entries.items():
+            self._store.put_workspace(batch, partition, key, value)
+        self._ids.write(result.ids, batch)
+        self._touched = {}
 
-    def take_snapshots(self, now_ms: int | None = None) -> list[OutputRecord]:
-        """``usage.aggregates`` rows and a ``quota.state`` record of every workspace
-        changed since the last call (run on a short timer, not per batch).
+    def abort(self) -> None:
+        """The batch's transaction aborted: forget what it changed in memory (the store
+        holds the committed state, read again on the next use)."""
+        for key in self._touched:
+            self._cache.pop(key, None)
+        self._touched = {}
+        self._ids.discard()
 
-        This changes the in-memory meters (versions, dirty sets) without writing the
-        table: harmless, because a workspace loaded from the table after a crash is
-        marked all dirty under a newer version (``_entry``), so anything emitted here
-        and not persisted is superseded.
-        """
-        now = self._clock_ms() if now_ms is None else now_ms
-        outputs: list[OutputRecord] = []
-        dirty, self._dirty = self._dirty, set()
-        for key in dirty:
-            cached = self._cache.get(key)
-            if cached is None:  # its partition was revoked meanwhile
-                continue
-            meter = cached[1].meter
-            for row in meter.take_changed_rows(now):
-                outputs.append(OutputRecord(
-                    "usage.aggregates", key, encode_record("usage.aggregates", row)))
-                self.metrics.aggregate_rows += 1
-            outputs.append(OutputRecord(
-                "quota.state", key, encode_record("quota.state", meter.quota_state_record(now))))
-        return outputs
+    def workspaces_cached(self) -> int:
+        return len(self._cache)
 
-    def _deadletter(
-        self, msg: RawMessage, base: str, reason: str, detail: str, now_ms: int
-    ) -> OutputRecord:
-        record = deadletter_record(base, msg.partition, msg.offset, reason, detail,
-                                   msg.value or b"", now_ms)
-        return OutputRecord("usage.deadletter", msg.key or b"",
-                            encode_record("usage.deadletter", record))
+    @staticmethod
+    def _deadletter(rec: Incoming, reason: str, detail: str, now_ms: int,
+                    counts: BatchCounts) -> Output:
+        counts.dead_lettered += 1
+        record = deadletter_record(rec.topic, rec.partition, rec.offset, reason, detail,
+                                   rec.value or b"", now_ms)
+        return Output("usage.deadletter", rec.partition, rec.key or b"",
+                      encode_record("usage.deadletter", record))

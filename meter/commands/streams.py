@@ -1,4 +1,4 @@
-"""`meter worker` (Faust aggregation and quota evaluation) and `meter api` (the check API)."""
+"""`meter worker` (aggregation and quota evaluation) and `meter api` (the check API)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from meter.settings import get_settings
 def worker(
     loglevel: str = typer.Option("info", help="log level of the worker"),
 ) -> None:
-    """Run a metering worker; several workers with the same METER_WORKER_ID share the load."""
-    import faust
+    """Run a metering worker; several workers with the same METER_WORKER_ID share the load
+    (each with its own METER_DATA_DIR, or its own METER_WORKER_INSTANCE)."""
+    import logging
 
-    from streams.app import create_app
+    from streams.worker import run_worker
 
     settings = get_settings()
-    app = create_app(settings)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    logging.basicConfig(level=loglevel.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_worker(settings)
 
 
 def api() -> None:

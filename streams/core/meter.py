@@ -1,23 +1,24 @@
 """``WorkspaceMeter``: one workspace's whole metering state and the fold over its events.
 
-This is the processor the Faust worker, the replay and the tests drive:
+This is the processor the stream worker, the replay and the tests drive:
 
     meter = WorkspaceMeter("w1")
     outcome = meter.apply(event)          # counted / duplicate / rejected + crossings
-    meter.take_changed_rows(now_ms)       # usage.aggregates rows of changed keys
+    meter.take_changed_aggregates(now_ms) # usage.aggregates records of changed cycles
     meter.quota_state_record(now_ms)      # the quota.state record
-    blob = meter.to_bytes(); WorkspaceMeter.from_bytes(blob)   # the table value
+    blob = meter.to_bytes(); WorkspaceMeter.from_bytes(blob)   # the stored state
 
 What it holds (and why memory is bounded): the current and the previous cycle only
 (S4: older cycles no longer accept events), the running gauges (registered machine
-ids, three storage categories), the two latest API minutes (S7), the S6 id windows
-(24 h of event time per type, see ``dedup``), top-up ids of the open cycles, and
+ids, three storage categories), the two latest API minutes (S7), the S6 id memory
+(``ids``: in memory for the replay, a store of its own in the stream, see
+``dedup``), top-up ids of the open cycles, and
 the timeline segments still needed for those cycles. A cycle leaving the open
 window is handed to ``on_cycle_closed`` (the replay collects them for usage.json;
-the stream has already emitted its rows) and forgotten.
+the stream has already emitted its aggregates) and forgotten.
 
 Hot path: an event inside the current cycle compares two ints to find its cycle,
-does one dict lookup for S6, updates ints in place and compares usage with
+does one S6 lookup, updates ints in place and compares usage with
 ``fire_at`` (the usage at which the next threshold fires); nothing is allocated for
 an event that crosses nothing (the outcome is a shared constant).
 """
@@ -45,7 +46,20 @@ from schemas.events import (
     TopupEvent,
 )
 from streams.core.cycles import DEFAULT_SCHEDULE, CycleBounds, Schedule, Timeline
-from streams.core.dedup import CycleIds, IdWindow
+from streams.core.dedup import (
+    K_ALERT,
+    K_API,
+    K_COMMAND,
+    K_MACHINE,
+    K_PLAN,
+    K_SCHEDULE,
+    K_SKILL,
+    K_STORAGE,
+    K_TOKENS,
+    CycleIds,
+    EventIds,
+    IdWindows,
+)
 from streams.core.enforcement import decide
 from streams.core.quotas import (
     NO_PLAN,
@@ -67,14 +81,6 @@ from streams.core.usage import LIMITS, TOTALS, CycleUsage, plan_from_state, plan
 STATE_FORMAT: Final = 1
 ALL_QUOTAS: Final = (0, 1, 2, 3, 4, 5)
 _CATEGORY: Final = {name: i for i, name in enumerate(STORAGE_CATEGORIES)}
-# S6 id windows, one per type (top-ups use CycleIds instead).
-_W_TOKENS, _W_COMMAND, _W_SCHEDULE, _W_SKILL, _W_STORAGE, _W_API, _W_MACHINE, _W_PLAN, _W_ALERT = (
-    range(9)
-)
-WINDOW_TYPES: Final = (
-    "tokens", "command", "schedule_run", "skill", "storage", "api", "machine", "plan",
-    "alert_settings",
-)
 
 
 class Outcome(NamedTuple):
@@ -109,10 +115,10 @@ class WorkspaceMeter:
     """All metering state of one workspace (see the module docstring)."""
 
     __slots__ = (
-        "_full_eval", "carry_machines", "carry_storage", "count_new", "count_old", "cur",
-        "machine_ids", "minute_new", "minute_old", "on_cycle_closed", "pending_rows", "plan",
-        "prev", "prev_start", "storage", "storage_total", "timeline", "topup_ids",
-        "track_changes", "version", "windows", "workspace_id",
+        "_full_eval", "carry_machines", "carry_storage", "count_new", "count_old", "cur", "ids",
+        "machine_ids", "minute_new", "minute_old", "on_cycle_closed", "pending_aggregates",
+        "plan", "prev", "prev_start", "storage", "storage_total", "timeline", "topup_ids",
+        "track_changes", "version", "workspace_id",
     )
 
     def __init__(
@@ -121,6 +127,7 @@ class WorkspaceMeter:
         *,
         track_changes: bool = True,
         on_cycle_closed: CycleListener | None = None,
+        ids: EventIds | None = None,
     ) -> None:
         self.workspace_id = workspace_id
         self.track_changes = track_changes  # usage.aggregates bookkeeping (off in replay)
@@ -141,10 +148,12 @@ class WorkspaceMeter:
         self.count_old = 0
         self.minute_new = -1
         self.count_new = 0
-        self.windows = [IdWindow() for _ in WINDOW_TYPES]
+        # S6: in memory unless the owner keeps the ids in a store of its own (the stream)
+        self.ids: EventIds = IdWindows() if ids is None else ids
         self.topup_ids = CycleIds()
         self.version = 0  # usage.aggregates / quota.state version: only grows
-        self.pending_rows: list[dict[str, Any]] = []  # rows of cycles closed before a take
+        # usage.aggregates records of cycles closed before the next take
+        self.pending_aggregates: list[dict[str, Any]] = []
         self._full_eval = False  # evaluate every quota at the end of this event (S9)
 
     # ------------------------------------------------------------------ entry point
@@ -228,7 +237,7 @@ class WorkspaceMeter:
 
     def _close(self, record: CycleUsage) -> None:
         if record.dirty:
-            self.pending_rows.extend(self._rows_of(record, record.dirty))
+            self.pending_aggregates.append(self._aggregate_of(record, record.dirty))
             record.dirty = set()
         if self.on_cycle_closed is not None:
             self.on_cycle_closed(self.workspace_id, record)
@@ -290,8 +299,8 @@ class WorkspaceMeter:
     # ------------------------------------------------------------------ handlers
 
     def _tokens(self, ev: TokensEvent) -> Outcome:
-        window = self.windows[_W_TOKENS]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_TOKENS, ev.event_id):
             return DUPLICATE
         t = ev.occurred_at
         c = self.cur
@@ -299,7 +308,7 @@ class WorkspaceMeter:
             c = self._enter(t)
             if c is None:
                 return _closed(t, self.prev_start)
-        window.remember(ev.event_id, t)
+        ids.remember(K_TOKENS, ev.event_id, t)
         n = ev.input_tokens + ev.output_tokens
         c.ai_tokens += n
         member = c.by_member.get(ev.member_id)
@@ -348,8 +357,8 @@ class WorkspaceMeter:
         return COUNTED
 
     def _command(self, ev: CommandEvent) -> Outcome:
-        window = self.windows[_W_COMMAND]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_COMMAND, ev.event_id):
             return DUPLICATE
         t = ev.occurred_at
         c = self.cur
@@ -357,7 +366,7 @@ class WorkspaceMeter:
             c = self._enter(t)
             if c is None:
                 return _closed(t, self.prev_start)
-        window.remember(ev.event_id, t)
+        ids.remember(K_COMMAND, ev.event_id, t)
         c.commands += 1
         member = c.by_member.get(ev.member_id)
         if member is None:
@@ -377,8 +386,8 @@ class WorkspaceMeter:
         return COUNTED
 
     def _schedule_run(self, ev: ScheduleRunEvent) -> Outcome:
-        window = self.windows[_W_SCHEDULE]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_SCHEDULE, ev.event_id):
             return DUPLICATE
         t = ev.occurred_at
         c = self.cur
@@ -386,7 +395,7 @@ class WorkspaceMeter:
             c = self._enter(t)
             if c is None:
                 return _closed(t, self.prev_start)
-        window.remember(ev.event_id, t)
+        ids.remember(K_SCHEDULE, ev.event_id, t)
         c.schedule_runs += 1
         member = c.by_member.get(ev.member_id)
         if member is None:
@@ -401,8 +410,8 @@ class WorkspaceMeter:
         return COUNTED
 
     def _skill(self, ev: SkillEvent) -> Outcome:
-        window = self.windows[_W_SKILL]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_SKILL, ev.event_id):
             return DUPLICATE
         t = ev.occurred_at
         c = self.cur
@@ -410,7 +419,7 @@ class WorkspaceMeter:
             c = self._enter(t)
             if c is None:
                 return _closed(t, self.prev_start)
-        window.remember(ev.event_id, t)
+        ids.remember(K_SKILL, ev.event_id, t)
         c.skill_invocations += 1
         skill = c.by_skill.get(ev.skill)
         if skill is None:
@@ -427,8 +436,8 @@ class WorkspaceMeter:
         return COUNTED
 
     def _api(self, ev: ApiEvent) -> Outcome:
-        window = self.windows[_W_API]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_API, ev.event_id):
             return DUPLICATE
         t = ev.occurred_at
         c = self.cur
@@ -436,7 +445,7 @@ class WorkspaceMeter:
             c = self._enter(t)
             if c is None:
                 return _closed(t, self.prev_start)
-        window.remember(ev.event_id, t)
+        ids.remember(K_API, ev.event_id, t)
         n = ev.requests
         c.api_requests += n
         # S7: per-minute counts for the latest two event-time minutes only.
@@ -507,11 +516,11 @@ class WorkspaceMeter:
         return self._evaluate(own, ev, (q,), then=None if own is cur else cur)
 
     def _storage(self, ev: StorageEvent) -> Outcome:
-        window = self.windows[_W_STORAGE]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_STORAGE, ev.event_id):
             return DUPLICATE
         own, cur = self._gauge_cycle(ev.occurred_at)
-        window.remember(ev.event_id, ev.occurred_at)
+        ids.remember(K_STORAGE, ev.event_id, ev.occurred_at)
         i = _CATEGORY[ev.category]
         old = self.storage[i]
         new = ev.total_bytes if ev.total_bytes is not None else max(0, old + (ev.delta_bytes or 0))
@@ -520,11 +529,11 @@ class WorkspaceMeter:
         return self._gauge_moved(own, cur, ev, Q_STORAGE)
 
     def _machine(self, ev: MachineEvent) -> Outcome:
-        window = self.windows[_W_MACHINE]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_MACHINE, ev.event_id):
             return DUPLICATE
         own, cur = self._gauge_cycle(ev.occurred_at)
-        window.remember(ev.event_id, ev.occurred_at)
+        ids.remember(K_MACHINE, ev.event_id, ev.occurred_at)
         # S7: registering a registered id or removing an unknown one changes nothing.
         if ev.action == "registered":
             self.machine_ids.add(ev.machine_id)
@@ -533,8 +542,8 @@ class WorkspaceMeter:
         return self._gauge_moved(own, cur, ev, Q_MACHINES)
 
     def _plan(self, ev: PlanEvent) -> Outcome:
-        window = self.windows[_W_PLAN]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_PLAN, ev.event_id):
             return DUPLICATE
         t = ev.occurred_at
         terms = PlanTerms(ev.plan, ev.limits, ev.cycle_anchor, ev.timezone or "UTC")
@@ -562,7 +571,7 @@ class WorkspaceMeter:
                 if record.dirty is not None:
                     record.dirty.add(LIMITS)
                     record.dirty.add(TOTALS)
-        window.remember(ev.event_id, t)
+        ids.remember(K_PLAN, ev.event_id, t)
         self._full_eval = True  # S9: every quota after a plan change
         other = self.cur if self.cur is not c else None
         outcome = self._evaluate(c, ev, ALL_QUOTAS)
@@ -593,8 +602,8 @@ class WorkspaceMeter:
         return self._evaluate(c, ev, (q,))
 
     def _alert_settings(self, ev: AlertSettingsEvent) -> Outcome:
-        window = self.windows[_W_ALERT]
-        if window.seen(ev.event_id):
+        ids = self.ids
+        if ids.seen(K_ALERT, ev.event_id):
             return DUPLICATE
         t = ev.occurred_at
         c = self.cur
@@ -602,7 +611,7 @@ class WorkspaceMeter:
             c = self._enter(t)
             if c is None:
                 return _closed(t, self.prev_start)
-        window.remember(ev.event_id, t)
+        ids.remember(K_ALERT, ev.event_id, t)
         if self._full_eval:
             return self._evaluate(c, ev, ())
         return COUNTED
@@ -616,59 +625,51 @@ class WorkspaceMeter:
     @property
     def event_time(self) -> int | None:
         """The latest occurred_at counted (for quota.state)."""
-        latest = max(w.latest for w in self.windows)
-        return latest if latest > -(2**62) else None
+        return self.ids.latest_time()
 
     def remembered_ids(self) -> int:
         """Event ids this meter holds for S6 (its memory grows with them, not with keys)."""
-        return sum(len(window) for window in self.windows) + len(self.topup_ids.ids)
+        return len(self.ids) + len(self.topup_ids.ids)
 
-    def mark_all_dirty(self) -> None:
-        """After recovery: every key of the open cycles goes out again (State and exactness)."""
-        self.track_changes = True
-        for record in self.open_cycles():
-            record.dirty = set(record.entries())
-        self.version += 1
+    def _aggregate_of(self, record: CycleUsage, entries: set[tuple[str, str]]) -> dict[str, Any]:
+        """The ``usage.aggregates`` record of one cycle's changed entries (no version yet)."""
+        values = [
+            {"dimension": entry[0], "key": entry[1], "metric": metric, "value": value}
+            for entry in sorted(entries)
+            for metric, value in record.entry_values(entry)
+        ]
+        return {
+            "workspace_id": self.workspace_id,
+            "cycle_start": record.start,
+            "cycle_ends_at": record.end,
+            "plan": record.plan.name,
+            "values": values,
+        }
 
-    def _rows_of(self, record: CycleUsage, entries: set[tuple[str, str]]) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        for entry in sorted(entries):
-            for metric, value in record.entry_values(entry):
-                rows.append({
-                    "workspace_id": self.workspace_id,
-                    "cycle_start": record.start,
-                    "cycle_ends_at": record.end,
-                    "plan": record.plan.name,
-                    "dimension": entry[0],
-                    "key": entry[1],
-                    "metric": metric,
-                    "value": value,
-                })
-        return rows
+    def take_changed_aggregates(self, emitted_at_ms: int) -> list[dict[str, Any]]:
+        """``usage.aggregates`` records, one per cycle with entries changed since the
+        last call (cycles closed meanwhile included).
 
-    def take_changed_rows(self, emitted_at_ms: int) -> list[dict[str, Any]]:
-        """usage.aggregates rows for every key changed since the last call.
-
-        All rows of one call share a version one higher than any before, so the sink
-        keeps the latest and writing a row twice is harmless.
+        All records of one call share a version one higher than any before, so the sink
+        keeps the latest and writing a record twice is harmless.
         """
-        rows = self.pending_rows
-        self.pending_rows = []
+        records = self.pending_aggregates
+        self.pending_aggregates = []
         for record in self.open_cycles():
             if record.dirty:
-                rows.extend(self._rows_of(record, record.dirty))
+                records.append(self._aggregate_of(record, record.dirty))
                 record.dirty = set()
             elif record.dirty is None and self.track_changes:
                 record.dirty = set()
-        if rows:
+        if records:
             self.version += 1
-            for row in rows:
-                row["version"] = self.version
-                row["emitted_at"] = emitted_at_ms
-        return rows
+            for aggregate in records:
+                aggregate["version"] = self.version
+                aggregate["emitted_at"] = emitted_at_ms
+        return records
 
     def quota_state_record(self, as_of_ms: int) -> dict[str, Any]:
-        """The quota.state record (TEAM_BRIEF.md) of the current cycle."""
+        """The quota.state record of the current cycle."""
         cur = self.cur
         if cur is None:
             bounds = self.timeline.cycle_of(as_of_ms)
@@ -722,21 +723,23 @@ class WorkspaceMeter:
             "mids": sorted(self.machine_ids),
             "st": self.storage,
             "min": [self.minute_old, self.count_old, self.minute_new, self.count_new],
-            "ids": [w.to_state() for w in self.windows],
+            "ids": self.ids.to_state(),
             "tids": self.topup_ids.to_state(),
             "v": self.version,
-            "rows": self.pending_rows,
+            "closed": self.pending_aggregates,
             "track": self.track_changes,
         }
 
     def to_bytes(self) -> bytes:
-        """Compact serialization (orjson) for the Faust table value."""
+        """Compact serialization (orjson): the stream's changelog and local store value."""
         return orjson.dumps(self.to_state())
 
     @classmethod
     def from_state(
-        cls, state: dict[str, Any], *, on_cycle_closed: CycleListener | None = None
+        cls, state: dict[str, Any], *, on_cycle_closed: CycleListener | None = None,
+        ids_from_state: Callable[[Any], EventIds] = IdWindows.from_state,
     ) -> WorkspaceMeter:
+        """``ids_from_state`` rebuilds the S6 memory from what ``EventIds.to_state`` kept."""
         if state.get("f") != STATE_FORMAT:
             raise ValueError(f"unknown meter state format {state.get('f')!r}")
         meter = cls(state["ws"], track_changes=state["track"], on_cycle_closed=on_cycle_closed)
@@ -754,17 +757,19 @@ class WorkspaceMeter:
         meter.storage = list(state["st"])
         meter.storage_total = sum(meter.storage)
         meter.minute_old, meter.count_old, meter.minute_new, meter.count_new = state["min"]
-        meter.windows = [IdWindow.from_state(w) for w in state["ids"]]
+        meter.ids = ids_from_state(state["ids"])
         meter.topup_ids = CycleIds.from_state(state["tids"])
         meter.version = state["v"]
-        meter.pending_rows = list(state["rows"])
+        meter.pending_aggregates = list(state["closed"])
         return meter
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, *, on_cycle_closed: CycleListener | None = None
+        cls, data: bytes, *, on_cycle_closed: CycleListener | None = None,
+        ids_from_state: Callable[[Any], EventIds] = IdWindows.from_state,
     ) -> WorkspaceMeter:
-        return cls.from_state(orjson.loads(data), on_cycle_closed=on_cycle_closed)
+        return cls.from_state(orjson.loads(data), on_cycle_closed=on_cycle_closed,
+                              ids_from_state=ids_from_state)
 
 
 _HANDLERS: Final[dict[type, Callable[[WorkspaceMeter, Any], Outcome]]] = {

@@ -42,7 +42,7 @@ from schemas.codec import (
 )
 from schemas.registry import default_registry
 from schemas.validation import InvalidEvent
-from streams.app import INPUT_TOPICS
+from streams.worker import INPUT_TOPICS
 from tests.faults.support import (
     compare,
     duplicates_in,

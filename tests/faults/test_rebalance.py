@@ -10,7 +10,7 @@ import pytest
 
 from meter.settings import Settings
 from meter.topic_reader import end_offsets
-from streams.app import INPUT_TOPICS
+from streams.worker import INPUT_TOPICS
 from tests.faults.support import (
     PacedProducer,
     compare,

@@ -59,11 +59,11 @@ def test_a_worker_restarted_without_its_store_recovers_exact_totals(
     assert not producer.done, "not a mid-stream kill"
     producer.join(120)
     assert producer.failed == []
-    shutil.rmtree(store / "faust")
+    shutil.rmtree(store / "worker")
     # Finish the first part with the store gone, then delete it again before the rest.
     with running_worker(meter_settings, tmp_path / "w2.log", data_dir=store) as w:
         wait_caught_up(meter_settings, proc=w, timeout_s=240)
-    shutil.rmtree(store / "faust")
+    shutil.rmtree(store / "worker")
     produce_all(meter_settings, [r for _, r in repeats + second])
     port = free_port()
     with running_worker(meter_settings, tmp_path / "w3.log", data_dir=store,

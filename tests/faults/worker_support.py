@@ -87,13 +87,12 @@ def worker_health(port: int) -> tuple[int, Any]:
         return resp.status_code, resp.text
 
 
-# Faust logs an agent's exception as "Crashed reason=..." and its supervisor "Restarting
-# dead <Agent ...>": the process lives on, /healthz still answers.
-CRASH_MARKS = re.compile(rb"Traceback|crash|CRITICAL|Restarting dead", re.IGNORECASE)
+# A traceback in a worker log is a crash even when the process lives on (/healthz answers).
+CRASH_MARKS = re.compile(rb"Traceback|crash|CRITICAL", re.IGNORECASE)
 
 
 def log_crashes(log: Path) -> list[str]:
-    """Lines of a worker log that show a crash, a traceback or a restarted agent."""
+    """Lines of a worker log that show a crash or a traceback."""
     return [line.decode(errors="replace")[:300] for line in log.read_bytes().splitlines()
             if CRASH_MARKS.search(line)]
 

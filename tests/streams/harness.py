@@ -20,7 +20,7 @@ from meter.topic_reader import committed_offsets, end_offsets, read_all
 from schemas.codec import encode_event, topic_of
 from schemas.jsonl import parse_line
 from schemas.validation import InvalidEvent
-from streams.app import INPUT_TOPICS
+from streams.worker import INPUT_TOPICS
 
 
 def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
@@ -137,13 +137,15 @@ def read_topic(settings: Settings, base_topic: str, timeout_s: float = 10.0
     return read_all(settings, base_topic, timeout_s)
 
 
-def latest_aggregates(rows: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], int | None]:
-    """(workspace, cycle_start, dimension, key, metric) -> value of the highest version."""
+def latest_aggregates(records: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], int | None]:
+    """(workspace, cycle_start, dimension, key, metric) -> value of the highest version,
+    over ``usage.aggregates`` records (each a cycle's changed values)."""
     best: dict[tuple[Any, ...], tuple[int, int | None]] = {}
-    for r in rows:
-        k = (r["workspace_id"], r["cycle_start"], r["dimension"], r["key"], r["metric"])
-        if k not in best or best[k][0] <= r["version"]:
-            best[k] = (r["version"], r["value"])
+    for r in records:
+        for v in r["values"]:
+            k = (r["workspace_id"], r["cycle_start"], v["dimension"], v["key"], v["metric"])
+            if k not in best or best[k][0] <= r["version"]:
+                best[k] = (r["version"], v["value"])
     return {k: v for k, (_, v) in best.items()}
 
 

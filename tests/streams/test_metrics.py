@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import json
+
 from streams.metrics import WorkerMetrics
 
 
 def test_counters_gauges_and_lag_render_in_prometheus_text() -> None:
-    metrics = WorkerMetrics(processed=5, seeks=1, workspaces_cached=3, ids_remembered=7,
-                            lag={"t.usage.tokens:1": 12})
+    metrics = WorkerMetrics(processed=5, fence_violations=1, workspaces_cached=3,
+                            store_keys=7, lag={"t.usage.tokens:1": 12},
+                            lso_gap={"t.usage.tokens:1": 2})
     text = metrics.render()
     assert "# TYPE meter_worker_processed_total counter\nmeter_worker_processed_total 5\n" in text
-    assert "meter_worker_seeks_total 1\n" in text
+    assert "meter_worker_fence_violations_total 1\n" in text
     assert "# TYPE meter_worker_workspaces_cached gauge\nmeter_worker_workspaces_cached 3\n" in text
-    assert "# TYPE meter_worker_ids_remembered gauge\nmeter_worker_ids_remembered 7\n" in text
+    assert "# TYPE meter_worker_store_keys gauge\nmeter_worker_store_keys 7\n" in text
     assert 'meter_worker_consumer_lag{topic="t.usage.tokens",partition="1"} 12\n' in text
+    assert 'meter_worker_lso_gap{topic="t.usage.tokens",partition="1"} 2\n' in text
     assert "workspaces_cached_total" not in text  # gauges are not counters
+
+
+def test_lag_and_open_transaction_gap_come_from_librdkafka_statistics() -> None:
+    def partition(app: int, nxt: int, hi: int, ls: int) -> dict[str, object]:
+        return {"fetch_state": "active", "app_offset": app, "next_offset": nxt,
+                "hi_offset": hi, "ls_offset": ls}
+
+    stats = {"topics": {
+        "t.usage.tokens": {"partitions": {
+            "0": partition(app=40, nxt=50, hi=60, ls=55),  # an open transaction: 5
+            "1": partition(app=-1001, nxt=10, hi=10, ls=10),  # nothing handed over yet
+            "-1": partition(app=0, nxt=0, hi=0, ls=0)}},  # librdkafka's internal partition
+        "t.other": {"partitions": {"0": partition(app=0, nxt=0, hi=9, ls=9)}}}}
+    metrics = WorkerMetrics()
+    metrics.record_stats(json.dumps(stats), {"t.usage.tokens"})
+    assert metrics.lag == {"t.usage.tokens:0": 15, "t.usage.tokens:1": 0}
+    assert metrics.lso_gap == {"t.usage.tokens:0": 5, "t.usage.tokens:1": 0}

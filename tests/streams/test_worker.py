@@ -1,4 +1,4 @@
-"""The Faust worker on the real broker agrees with `meter replay`, under faults too.
+"""The stream worker on the real broker agrees with `meter replay`, under faults too.
 
 Every test publishes Avro events to isolated topics (a unique prefix), runs
 `meter worker` as a real subprocess until its committed offsets reach the end of

@@ -12,31 +12,28 @@ JAN = ms("2025-01-01T00:00:00Z")
 
 
 def _rows(meter: WorkspaceMeter) -> dict[tuple[Any, ...], Any]:
-    return {(r["cycle_start"], r["dimension"], r["key"], r["metric"]): r["value"]
-            for r in meter.take_changed_rows(123)}
+    return {(a["cycle_start"], v["dimension"], v["key"], v["metric"]): v["value"]
+            for a in meter.take_changed_aggregates(123) for v in a["values"]}
 
 
-def test_changed_rows_only_for_changed_keys_and_version_grows() -> None:
+def test_one_aggregates_record_per_changed_cycle_with_only_changed_keys() -> None:
     meter = WorkspaceMeter("w1")
     meter.apply(tokens("2025-01-02T00:00:00Z", 5, machine="m1", provider="openai", model="o/x"))
-    rows = meter.take_changed_rows(111)
-    keyed = {(r["dimension"], r["key"], r["metric"]): r for r in rows}
-    assert keyed[("totals", "", "ai_tokens")]["value"] == 5
-    assert keyed[("limits", "", "ai_tokens")]["value"] is None
-    assert keyed[("machine", "m1", "ai_tokens")]["value"] == 5
-    assert keyed[("model", "openai/o/x", "input_tokens")]["value"] == 5  # split at first "/"
-    assert {r["version"] for r in rows} == {1} and {r["emitted_at"] for r in rows} == {111}
-    assert set(rows[0]) == {"workspace_id", "cycle_start", "cycle_ends_at", "plan", "dimension",
-                            "key", "metric", "value", "version", "emitted_at"}
-    assert meter.take_changed_rows(112) == []
+    (record,) = meter.take_changed_aggregates(111)
+    assert set(record) == {"workspace_id", "cycle_start", "cycle_ends_at", "plan", "values",
+                           "version", "emitted_at"}
+    assert (record["cycle_start"], record["version"], record["emitted_at"]) == (JAN, 1, 111)
+    keyed = {(v["dimension"], v["key"], v["metric"]): v["value"] for v in record["values"]}
+    assert keyed[("totals", "", "ai_tokens")] == 5
+    assert keyed[("limits", "", "ai_tokens")] is None
+    assert keyed[("machine", "m1", "ai_tokens")] == 5
+    assert keyed[("model", "openai/o/x", "input_tokens")] == 5  # split at first "/"
+    assert meter.take_changed_aggregates(112) == []
     meter.apply(command("2025-01-02T00:00:00Z", member="bob", machine="m2"))
+    version_before = meter.version
     changed = _rows(meter)
     assert {k[1:3] for k in changed} == {("totals", ""), ("member", "bob"), ("machine", "m2")}
-    version_now = meter.version
-    meter.mark_all_dirty()
-    again = meter.take_changed_rows(113)
-    assert {(r["dimension"], r["key"]) for r in again} >= {("member", "alice"), ("machine", "m1")}
-    assert again[0]["version"] > version_now
+    assert meter.version == version_before + 1
 
 
 def test_closed_cycle_rows_are_emitted_before_it_is_forgotten() -> None:
@@ -112,7 +109,7 @@ def test_records_encode_with_the_contract_schemas() -> None:
     records += [("quota.thresholds", c.to_record()) for c in r.crossings]
     records += [("storage.prune_requests", p.to_record()) for p in outcome.prune_requests]
     emitted = ms("2025-01-03T00:00:00Z")
-    records += [("usage.aggregates", row) for row in meter.take_changed_rows(emitted)]
+    records += [("usage.aggregates", a) for a in meter.take_changed_aggregates(emitted)]
     assert outcome.prune_requests and r.crossings
     for topic, record in records:
         assert decode_record(encode_record(topic, record)) == (topic, record)

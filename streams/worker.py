@@ -1,0 +1,698 @@
+"""The stream worker: a Kafka consume-process-produce loop with exactly-once transactions
+(EOS v2, KIP-447) on confluent-kafka (DESIGN.md, "The stream engine").
+
+One batch is one transaction:
+
+1. records of the owned partitions of every input topic are consumed (``read_committed``,
+   no auto-commit), decoded and queued per topic; a batch takes them in event-time order
+   per partition (``streams/align.py``). Nothing is consumed between a batch's first
+   apply and its commit: rebalance callbacks run inside ``consume``;
+2. ``BatchProcessor.process`` applies the batch to the workspaces' state and returns
+   every output: crossings, prune requests, dead letters, ``quota.state``,
+   ``usage.aggregates``, one changelog record per changed workspace and the S6 store's
+   records;
+3. they are produced in one transaction with the input offsets of the records applied
+   (``send_offsets_to_transaction``: the next offset to apply, never the consumer's
+   position, so records held back for alignment are read again after a restart), then
+   committed. A retriable commit error is retried (a timed-out commit may still
+   complete: never rewind while the outcome is unknown); an abortable one aborts,
+   forgets the batch's changes in memory and seeks the partitions back to the offsets
+   last committed; a fatal one (fenced) ends the worker with a clear error;
+4. only after the commit, the local store (RocksDB) gets the batch's state in one write
+   batch, with the changelog offsets it reflects.
+
+Zombies are fenced by Kafka: a worker paused past ``transaction.timeout.ms`` has its
+transaction aborted by the coordinator, and a stale generation's offset commit is
+refused, so the whole transaction aborts and its partitions' new owner, which restores
+with ``read_committed``, never sees it. On assignment, the inputs stay paused while the
+changelogs are read from the offsets saved in the local store to their end
+(``streams/localstore.py``), then resume from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from meter.errors import UserError
+from meter.partitioning import partition_for
+from meter.settings import Settings
+from schemas.codec import encode_record
+from schemas.events import RAW_USAGE_TOPICS
+from streams.align import EventTimeAligner
+from streams.idstore import IdStore
+from streams.localstore import LocalStore, StoreLocked
+from streams.metrics import WorkerMetrics
+from streams.processor import (
+    CHANGELOGS,
+    BatchProcessor,
+    BatchResult,
+    Output,
+    decode_incoming,
+)
+from streams.restore import ChangelogRestore, RestoreFailed, drain
+from streams.state_view import HEARTBEAT_KEY_PREFIX, heartbeat_record
+from streams.web import StatusServer
+
+log = logging.getLogger("meter.worker")
+
+# Control topics first: on equal event times they apply before usage (S1 alignment), as a
+# log written in time order lists a plan before the usage it governs. Alert settings
+# too: the core counts them (S12: they can open a cycle), like the replay.
+INPUT_TOPICS: Final = ("quota.plans", "quota.topups", "alerting.settings", *RAW_USAGE_TOPICS)
+OUTPUT_TOPICS: Final = ("quota.thresholds", "quota.state", "usage.aggregates",
+                        "storage.prune_requests", "usage.deadletter")
+HEARTBEAT_INTERVAL_S: Final = 5.0
+GAUGE_INTERVAL_S: Final = 2.0
+IDLE_POLL_S: Final = 0.2  # how long the loop waits for news when it has nothing to do
+WAITING_POLL_S: Final = 0.01  # ... and when a partition waits for a topic (alignment)
+KAFKA_TIMEOUT_S: Final = 60.0
+# A producer fenced again this soon after a fenced one was replaced means another instance
+# runs with the same transactional.id: exit rather than fence each other in turn. (Once is
+# a worker that was paused past its transaction timeout: it carries on.)
+FENCED_AGAIN_S: Final = 60.0
+# Errors that mean another owner took over (a rebalance, or this worker was paused past
+# its transaction timeout): the transaction aborts and the next poll learns the news.
+_FENCING: Final = frozenset({
+    KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.REBALANCE_IN_PROGRESS, KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.PRODUCER_FENCED, KafkaError.FENCED_INSTANCE_ID, KafkaError._FENCED,
+})
+
+
+class WorkerFatal(UserError):
+    """The worker cannot go on; the message says why and what to do."""
+
+
+class TransactionAborted(Exception):
+    """The batch's transaction was aborted: its changes are to be forgotten."""
+
+
+class ProducerFailed(Exception):
+    """The transactional producer hit a fatal error: it cannot be used again."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(error.str())
+        self.error = error
+
+
+def transactional_id(settings: Settings) -> str:
+    """One stable id per worker instance: its transactional.id."""
+    return f"{settings.topic(settings.worker_id)}.{settings.worker_instance_id}"
+
+
+class Worker:
+    """One worker instance; ``run`` until ``stop``. Several form one consumer group."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = WorkerMetrics()
+        self.group = settings.topic(settings.worker_id)
+        self.instance = transactional_id(settings)
+        self._base = {settings.topic(t): t for t in (*INPUT_TOPICS, *CHANGELOGS)}
+        self._inputs = [settings.topic(t) for t in INPUT_TOPICS]
+        try:
+            self.store = LocalStore(settings.data_dir / "worker" / "store")
+        except StoreLocked as exc:
+            raise WorkerFatal(str(exc)) from None
+        self.ids = IdStore(self.store)
+        self.processor = BatchProcessor(self.store, self.ids)
+        self.aligner = EventTimeAligner(
+            INPUT_TOPICS, idle_wait_s=settings.worker_align_idle_ms / 1000,
+            lag_wait_s=settings.worker_align_lag_wait_ms / 1000)
+        self._stop = threading.Event()
+        self._assigned: set[int] = set()
+        self._restoring: set[int] = set()
+        self._paused: set[tuple[str, int]] = set()  # full queues (backpressure)
+        self._committed: dict[tuple[str, int], int] = {}  # next offset, as last committed
+        self._delivered: dict[tuple[str, int], int] = {}  # changelog -> next offset
+        self._fatal: WorkerFatal | None = None
+        self._fenced_at = -FENCED_AGAIN_S  # when a fenced producer was last replaced
+        self._ready = False
+        self._heartbeat_seq = 0
+        self._heartbeat_due = 0.0
+        self._gauges_due = 0.0
+        self._partitions = 0  # of every worker topic (checked equal at start)
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._restore: ChangelogRestore | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and not self._restoring
+
+    def run(self) -> None:
+        """Consume, process and commit until ``stop``; raises ``WorkerFatal``."""
+        web = StatusServer("127.0.0.1", self.settings.worker_web_port, lambda: self.ready,
+                           self.metrics.render)
+        try:
+            self._check_topics()
+            self._producer = self._make_producer()
+            self._restore = ChangelogRestore(Consumer(self._restorer_config()), self.store,
+                                             self.ids, self.settings.topic)
+            self._consumer = Consumer(self._consumer_config())
+            self._consumer.subscribe(self._inputs, on_assign=self._on_assign,
+                                     on_revoke=self._on_revoke, on_lost=self._on_lost)
+            web.start()
+            log.info("worker %s started (group %s, %d input topics)", self.instance,
+                     self.group, len(INPUT_TOPICS))
+            while not self._stop.is_set():
+                self._step()
+        finally:
+            self._close(web)
+
+    def _close(self, web: StatusServer) -> None:
+        web.stop()
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # revokes: nothing is pending between batches
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("closing the consumer: %s", exc)
+        if self._restore is not None:
+            self._restore.close()
+        if self._producer is not None:
+            try:
+                self._producer.flush(10)  # heartbeats' leftovers; no transaction is open
+            except KafkaException as exc:  # fenced: nothing of it would commit anyway
+                log.info("closing the producer: %s", exc.args[0].str())
+        self.store.close()
+        log.info("worker %s stopped", self.instance)
+
+    # -- clients -----------------------------------------------------------------------
+
+    def _check_topics(self) -> None:
+        """Every input and changelog topic exists with one partition count (co-partitioning)."""
+        from deploy.topics import existing_topics
+
+        existing = existing_topics(self.settings)
+        names = [self.settings.topic(t) for t in (*INPUT_TOPICS, *CHANGELOGS, *OUTPUT_TOPICS)]
+        missing = [t for t in names if t not in existing]
+        if missing:
+            raise WorkerFatal(f"topics missing: {', '.join(missing)}; create them with "
+                              "`meter topics create`")
+        counts = {t: len(existing[t].partitions) for t in names}
+        if len(set(counts.values())) != 1:
+            detail = ", ".join(f"{t}: {n}" for t, n in sorted(counts.items()))
+            raise WorkerFatal(f"the worker's topics must have one partition count "
+                              f"(co-partitioning), found {detail}")
+        self._partitions = next(iter(counts.values()))
+
+    def _make_producer(self) -> Producer:
+        settings = self.settings
+        producer = Producer({
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "client.id": f"{self.instance}-producer",
+            "transactional.id": self.instance,
+            "transaction.timeout.ms": settings.worker_transaction_timeout_ms,
+            "enable.idempotence": True,
+            "acks": "all",
+            # every producer hashes keys alike (Java's murmur2); outputs name their
+            # partition, the heartbeat's is computed the same way
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            # fatal errors surface from the transaction calls (ProducerFailed)
+            "error_cb": lambda error: None,
+        })
+        deadline = time.monotonic() + 120
+        while True:  # right after a broker start the coordinator may still be loading
+            try:
+                # also aborts a transaction this instance left open before a crash
+                producer.init_transactions(KAFKA_TIMEOUT_S)
+                return producer
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal() or time.monotonic() > deadline:
+                    raise WorkerFatal(f"cannot start transactions as {self.instance}: "
+                                      f"{error.str()}") from None
+                log.info("waiting for the transaction coordinator: %s", error.str())
+                time.sleep(1)
+
+    def _consumer_config(self) -> dict[str, Any]:
+        settings = self.settings
+        session = settings.worker_session_timeout_ms
+        return {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "client.id": f"{self.instance}-consumer",
+            "group.id": self.group,
+            # No static membership (group.instance.id): after a broker restart librdkafka's
+            # rejoin was refused as FENCED_INSTANCE_ID, fatal to the consumer
+            # (tests/faults/test_broker_restart.py), and a stopped static member keeps its
+            # partitions until its session times out.
+            "partition.assignment.strategy": "range",  # partition p of every topic together
+            # never see an aborted record (librdkafka's default, said out loud)
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            # an offset out of range is an error to handle, never a silent jump
+            "auto.offset.reset": "error",
+            "enable.partition.eof": True,  # the end of a partition tells alignment to go on
+            "session.timeout.ms": session,
+            "heartbeat.interval.ms": max(1000, session // 5),
+            "statistics.interval.ms": int(GAUGE_INTERVAL_S * 1000),
+            "stats_cb": self._on_stats,
+            "error_cb": self._on_client_error,
+        }
+
+    def _restorer_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.settings.kafka_bootstrap,
+            "client.id": f"{self.instance}-restore",
+            "group.id": f"{self.group}.restore",  # assign() only: never joins, never commits
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",  # up to the last stable offset
+            "enable.partition.eof": True,  # raised at the last stable offset
+            "auto.offset.reset": "earliest",
+            "error_cb": self._on_client_error,
+        }
+
+    def _on_stats(self, payload: str) -> None:
+        self.metrics.record_stats(payload, set(self._inputs))
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        # librdkafka logs transport errors itself (a broker away is retried): only a fatal
+        # one is news here
+        if error.fatal():
+            self._fatal = WorkerFatal(f"fatal Kafka error: {error.str()}")
+            log.error("kafka: %s", error.str())
+
+    # -- rebalances (callbacks, run inside consume: between batches) -------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._ready = False
+        mine = {tp.partition for tp in partitions}
+        by_partition = {p: {tp.topic for tp in partitions if tp.partition == p} for p in mine}
+        for p, topics in by_partition.items():
+            if topics != set(self._inputs):
+                self._fatal = WorkerFatal(
+                    f"partition {p} was assigned for {len(topics)} of {len(self._inputs)} input "
+                    "topics: the worker needs the range assignor and equal partition counts")
+        # Under read_committed this waits while a previous owner's transactional offset
+        # commit is pending, so the committed offsets and the changelogs agree.
+        committed = self._committed_offsets(consumer, partitions)
+        start = []
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self._committed[(tp.topic, tp.partition)] = offset
+            start.append(TopicPartition(tp.topic, tp.partition, offset))
+        consumer.assign(start)
+        consumer.pause(start)  # until the changelogs are restored (in the loop)
+        self._assigned = mine
+        self._restoring |= mine
+        self.aligner.assign(mine)
+
+    def _committed_offsets(self, consumer: Consumer, partitions: list[TopicPartition]
+                           ) -> list[TopicPartition]:
+        deadline = time.monotonic() + 5 * KAFKA_TIMEOUT_S
+        while True:
+            try:
+                found: list[TopicPartition] = consumer.committed(partitions, KAFKA_TIMEOUT_S)
+                return found
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("waiting for the committed offsets: %s", exc.args[0].str())
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget({tp.partition for tp in partitions}, "revoked")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget({tp.partition for tp in partitions}, "lost")
+
+    def _forget(self, partitions: set[int], how: str) -> None:
+        """Drop what this worker held of partitions it no longer owns (the local store
+        keeps their data with its changelog offsets, for a later restore of the tail)."""
+        self._ready = False
+        self.processor.drop_partitions(partitions)
+        self.aligner.revoke(partitions)
+        self._assigned -= partitions
+        self._restoring -= partitions
+        self._paused = {tp for tp in self._paused if tp[1] not in partitions}
+        for key in [k for k in self._committed if k[1] in partitions]:
+            del self._committed[key]
+        if partitions:
+            log.info("partitions %s %s", sorted(partitions), how)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _step(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        if self._restoring:
+            self._restore_assigned()
+        limit = self.settings.worker_batch_max
+        self._intake(consumer.consume(limit, 0))
+        now = time.monotonic()
+        batch = self.aligner.take(limit, now, self._lagging)
+        if not batch:
+            wait = WAITING_POLL_S if self.aligner.waiting() else IDLE_POLL_S
+            self._intake(drain(consumer, limit, max(0.0, min(wait, self._heartbeat_due - now))))
+            batch = self.aligner.take(limit, time.monotonic(), self._lagging)
+        if self._fatal is not None:
+            raise self._fatal
+        self._resume_drained()
+        if batch or time.monotonic() >= self._heartbeat_due:
+            self._run_batch(batch)
+        if time.monotonic() >= self._gauges_due:
+            self._refresh_gauges()
+
+    def _intake(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        now_ms = int(time.time() * 1000)
+        aligner = self.aligner
+        base = self._base
+        for msg in messages:
+            error = msg.error()
+            topic = str(msg.topic())
+            partition = int(msg.partition() or 0)
+            if error is not None:
+                self._consumer_error(error, topic, partition)
+                continue
+            rec = decode_incoming(base[topic], partition, int(msg.offset() or 0), msg.key(),
+                                  msg.value(), now_ms)
+            if aligner.add(rec) and aligner.over_limit(rec.topic, partition) \
+                    and (topic, partition) not in self._paused:
+                assert self._consumer is not None
+                self._consumer.pause([TopicPartition(topic, partition)])
+                self._paused.add((topic, partition))
+
+    def _consumer_error(self, error: KafkaError, topic: str, partition: int) -> None:
+        code = error.code()
+        if code == KafkaError._PARTITION_EOF:
+            self.aligner.mark_end(self._base.get(topic, topic), partition)
+        elif code == KafkaError._AUTO_OFFSET_RESET:
+            # The committed offset is gone (retention deleted it): those events can no
+            # longer be read. Said loudly, then the partition goes on from its start.
+            log.error("%s[%d]: the committed offset is out of range (%s); the events before "
+                      "the partition's earliest offset were deleted by retention and are "
+                      "not counted; going on from the earliest offset", topic, partition,
+                      error.str())
+            assert self._consumer is not None
+            self._consumer.seek(TopicPartition(topic, partition, OFFSET_BEGINNING))
+        elif error.fatal():
+            self._fatal = WorkerFatal(f"fatal consumer error: {error.str()}")
+        else:
+            log.warning("consumer: %s[%d]: %s", topic, partition, error.str())
+
+    def _lagging(self, topic: str, partition: int) -> bool:
+        return self.metrics.lag.get(f"{self.settings.topic(topic)}:{partition}", 0) > 0
+
+    def _resume_drained(self) -> None:
+        drained = [tp for tp in self._paused if self.aligner.drained(self._base[tp[0]], tp[1])]
+        if drained:
+            assert self._consumer is not None
+            self._consumer.resume([TopicPartition(t, p) for t, p in drained])
+            self._paused.difference_update(drained)
+
+    # -- one batch, one transaction ----------------------------------------------------
+
+    def _run_batch(self, batch: list[Any]) -> None:
+        result = self.processor.process(batch)
+        outputs = result.outputs
+        if time.monotonic() >= self._heartbeat_due:
+            outputs.append(self._heartbeat())
+        offsets = [TopicPartition(self.settings.topic(t), p, offset)
+                   for (t, p), offset in result.offsets.items()]
+        try:
+            self._transact(outputs, offsets)
+        except TransactionAborted:
+            self.processor.abort()
+            self.metrics.transactions_aborted += 1
+            self._rewind()
+            return
+        except ProducerFailed as failed:
+            self.processor.abort()
+            self.metrics.transactions_aborted += 1
+            self._restart_producer(failed.error)
+            return
+        self._write_committed(result)
+        for tp in offsets:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+        self.metrics.add(result.counts)
+        if result.events:
+            self.metrics.batches += 1
+        if result.fenced:
+            self._wipe_and_restore(result.fenced)
+
+    def _heartbeat(self) -> Output:
+        """The check API measures staleness from the newest record or heartbeat it saw."""
+        self._heartbeat_seq += 1
+        self._heartbeat_due = time.monotonic() + HEARTBEAT_INTERVAL_S
+        key = HEARTBEAT_KEY_PREFIX + self.instance.encode()
+        record = heartbeat_record(self.instance, self._heartbeat_seq, int(time.time() * 1000))
+        return Output("quota.state", partition_for(key, self._partitions), key,
+                      encode_record("quota.state", record))
+
+    def _transact(self, outputs: list[Output], offsets: list[TopicPartition]) -> None:
+        producer = self._producer
+        consumer = self._consumer
+        assert producer is not None and consumer is not None
+        self._delivered = {}
+        last = {(out.topic, out.partition): i for i, out in enumerate(outputs)
+                if out.topic in CHANGELOGS}
+        report = {i for i in last.values()}
+        try:
+            producer.begin_transaction()
+            for i, out in enumerate(outputs):
+                self._produce(producer, out, self._on_changelog if i in report else None)
+            if offsets:
+                # fresh group metadata each time: a stale generation's commit is fenced
+                self._send_offsets(producer, offsets, consumer.consumer_group_metadata())
+        except KafkaException as exc:
+            self._abort(exc)
+        self._commit()
+
+    def _send_offsets(self, producer: Producer, offsets: list[TopicPartition],
+                      group: Any) -> None:
+        """``send_offsets_to_transaction``, with a deadline of our own: librdkafka's call can
+        block past its timeout when the group coordinator went away (librdkafka #5456,
+        #5511; seen here after a broker restart). Past the deadline the producer is given
+        up as failed (a new one under the same transactional.id fences it)."""
+        outcome: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                producer.send_offsets_to_transaction(offsets, group, KAFKA_TIMEOUT_S)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=call, name="send-offsets", daemon=True)
+        thread.start()
+        thread.join(KAFKA_TIMEOUT_S + 10)
+        if not outcome:
+            raise ProducerFailed(KafkaError(KafkaError._TIMED_OUT,
+                                            "send_offsets_to_transaction did not return"))
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def _produce(self, producer: Producer, out: Output,
+                 on_delivery: Callable[[KafkaError | None, Message], None] | None) -> None:
+        topic = self.settings.topic(out.topic)
+        while True:
+            try:
+                if on_delivery is None:
+                    producer.produce(topic, out.value, out.key, partition=out.partition)
+                else:
+                    producer.produce(topic, out.value, out.key, partition=out.partition,
+                                     on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.05)  # the local queue is full: let it drain
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.txn_requires_abort() or error.retriable():
+                    raise
+                # e.g. a record over the size limit: retrying would loop forever
+                raise WorkerFatal(
+                    f"cannot produce a {len(out.value or b'')}-byte record to {topic} "
+                    f"[{out.partition}]: {error.str()}") from None
+
+    def _on_changelog(self, error: KafkaError | None, msg: Message) -> None:
+        if error is None:
+            key = (self._base[str(msg.topic())], int(msg.partition() or 0))
+            self._delivered[key] = max(self._delivered.get(key, 0), int(msg.offset() or 0) + 1)
+
+    def _commit(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                producer.commit_transaction(KAFKA_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.retriable() and not error.txn_requires_abort():
+                    # the outcome is unknown (a timed-out commit may still complete): retry,
+                    # never rewind meanwhile
+                    log.warning("committing the transaction: %s; retrying", error.str())
+                    continue
+                self._abort(exc)
+
+    def _abort(self, exc: KafkaException) -> None:
+        error = exc.args[0]
+        if error.fatal():
+            raise ProducerFailed(error) from None
+        fenced = error.code() in _FENCING
+        log.warning("transaction aborted%s: %s; the batch is read again from the last "
+                    "committed offsets", " (fenced: another owner took over)" if fenced else "",
+                    error.str())
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                producer.abort_transaction(KAFKA_TIMEOUT_S)
+                break
+            except KafkaException as again:
+                if again.args[0].fatal():
+                    raise ProducerFailed(again.args[0]) from None
+                if not again.args[0].retriable():
+                    raise
+                log.warning("aborting the transaction: %s; retrying", again.args[0].str())
+        raise TransactionAborted(error.str())
+
+    def _fatal_text(self, error: KafkaError) -> str:
+        if error.code() in _FENCING:
+            return (f"this worker ({self.instance}) was fenced twice within "
+                    f"{FENCED_AGAIN_S:.0f} s ({error.str()}): another worker runs with the same "
+                    "METER_WORKER_INSTANCE (or data directory name); give each worker its own")
+        return f"fatal Kafka error in a transaction: {error.str()}"
+
+    def _restart_producer(self, error: KafkaError) -> None:
+        """After a fatal producer error: a new producer under the same transactional.id
+        (its ``init_transactions`` settles the old one's transaction, whatever its
+        outcome), then every owned partition is restored from its changelogs and read
+        again from its committed offsets, as fetched from Kafka."""
+        fenced = error.code() in _FENCING
+        if fenced:
+            if time.monotonic() - self._fenced_at < FENCED_AGAIN_S:
+                raise WorkerFatal(self._fatal_text(error))
+            self._fenced_at = time.monotonic()
+        log.warning("the transactional producer failed (%s%s); starting a new one, then "
+                    "restoring partitions %s", error.str(), ": fenced" if fenced else "",
+                    sorted(self._assigned))
+        self._producer = None
+        self._producer = self._make_producer()
+        self._read_again(self._assigned, ask_kafka=True)
+
+    def _read_again(self, partitions: set[int], *, ask_kafka: bool) -> None:
+        """Forget what is held in memory of ``partitions``, restore them from their
+        changelogs and read their inputs again from the committed offsets (as last
+        committed by this worker, or fetched from Kafka when the outcome is unknown)."""
+        consumer = self._consumer
+        assert consumer is not None
+        tps = [TopicPartition(t, p) for t in self._inputs for p in sorted(partitions)]
+        if ask_kafka and tps:
+            for tp in self._committed_offsets(consumer, tps):
+                self._committed[(tp.topic, tp.partition)] = (
+                    tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+        self.processor.drop_partitions(partitions)
+        self.aligner.revoke(partitions)
+        self.aligner.assign(partitions)
+        targets = [TopicPartition(tp.topic, tp.partition,
+                                  self._committed.get((tp.topic, tp.partition), OFFSET_BEGINNING))
+                   for tp in tps]
+        if targets:
+            consumer.pause(targets)
+            for tp in targets:
+                consumer.seek(tp)
+        self._paused = {tp for tp in self._paused if tp[1] not in partitions}
+        self._restoring |= partitions
+
+    def _rewind(self) -> None:
+        """After an abort: read the owned partitions again from the last committed offsets."""
+        consumer = self._consumer
+        assert consumer is not None
+        for (topic, partition), offset in self._committed.items():
+            if partition in self._restoring:
+                continue  # still paused at its committed offset
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # revoked meanwhile: its next owner reads it
+                log.info("not sought back: %s[%d]: %s", topic, partition, exc.args[0].str())
+        self.aligner.clear()
+        if self._paused:
+            consumer.resume([TopicPartition(t, p) for t, p in self._paused])
+            self._paused.clear()
+
+    def _write_committed(self, result: BatchResult) -> None:
+        batch = self.store.batch()
+        self.processor.write_committed(result, batch)
+        for (changelog, partition), offset in self._delivered.items():
+            self.store.set_changelog_offset(batch, partition, changelog, offset)
+        self.store.write(batch)
+
+    # -- restore -----------------------------------------------------------------------
+
+    def _restore_assigned(self) -> None:
+        """Bring the local store of newly assigned partitions up to their changelogs'
+        end, then let their inputs flow."""
+        started = time.monotonic()
+        parts = sorted(self._restoring)
+        assert self._restore is not None
+        wiped = self._restore.wiped
+        try:
+            records = self._restore.restore(parts)
+        except RestoreFailed as exc:
+            raise WorkerFatal(f"restoring partitions {parts}: {exc}") from None
+        self.metrics.restored_records += records
+        self.metrics.partitions_wiped += self._restore.wiped - wiped
+        consumer = self._consumer
+        assert consumer is not None
+        consumer.resume([TopicPartition(t, p) for t in self._inputs for p in parts])
+        self._restoring.clear()
+        self._ready = True
+        log.info("restored %d changelog records of partitions %s in %.1f s", records, parts,
+                 time.monotonic() - started)
+        log.info("worker %s owns partitions %s of %d input topics", self.instance,
+                 sorted(self._assigned), len(INPUT_TOPICS))
+
+    def _wipe_and_restore(self, partitions: set[int]) -> None:
+        """The offset fence saw the store ahead of Kafka: drop those partitions' local
+        state and restore it whole from the changelogs (the truth)."""
+        log.error("partitions %s: the local store disagreed with the committed offsets; "
+                  "wiping and restoring them from the changelogs", sorted(partitions))
+        for p in partitions:
+            self.store.wipe(p)
+            self.metrics.partitions_wiped += 1
+        self._read_again(partitions, ask_kafka=False)
+
+    # -- gauges ------------------------------------------------------------------------
+
+    def _refresh_gauges(self) -> None:
+        self._gauges_due = time.monotonic() + GAUGE_INTERVAL_S
+        self.metrics.workspaces_cached = self.processor.workspaces_cached()
+        self.metrics.store_keys = self.store.estimated_keys()
+        self.metrics.queued = self.aligner.total_queued()
+        self.metrics.alignment_timeouts = self.aligner.timeouts
+
+
+def run_worker(settings: Settings) -> None:
+    """``meter worker``: run until SIGTERM or SIGINT (a batch in progress commits first)."""
+    worker = Worker(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    worker.run()
