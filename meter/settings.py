@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     worker_align_idle_ms: int = Field(
         default=100, ge=0, description="how long a partition waits for a topic with no news")
     worker_align_lag_wait_ms: int = Field(
-        default=2_000, ge=0, description="how long it waits for a topic known to hold more")
+        default=10_000, ge=0, description="how long it waits for a topic known to hold more")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=7070, ge=0, le=65535)
     api_token: SecretStr | None = Field(default=None, description="bearer token for the check API")

@@ -44,7 +44,7 @@ class _Partition:
 class EventTimeAligner:
     topics: Sequence[str]  # base names; on equal times, earlier topics go first
     idle_wait_s: float = 0.1
-    lag_wait_s: float = 2.0
+    lag_wait_s: float = 10.0
     max_queued: int = 5_000
     timeouts: int = 0  # times a partition went on out of order after waiting its bound
     _parts: dict[int, _Partition] = field(default_factory=dict)

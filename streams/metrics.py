@@ -73,10 +73,12 @@ class WorkerMetrics:
         for name in BatchCounts.__slots__:
             setattr(self, name, getattr(self, name) + getattr(counts, name))
 
-    def record_stats(self, payload: str, topics: set[str]) -> None:
-        """Lag and open-transaction gaps from librdkafka's statistics JSON."""
+    def record_stats(self, payload: str, topics: set[str]) -> dict[tuple[str, int], int]:
+        """Lag and open-transaction gaps from librdkafka's statistics JSON; returns the
+        last stable offset of each partition (what read_committed can read up to)."""
         lag: dict[str, int] = {}
         gap: dict[str, int] = {}
+        stable: dict[tuple[str, int], int] = {}
         for topic, entry in json.loads(payload).get("topics", {}).items():
             if topic not in topics:
                 continue
@@ -94,7 +96,10 @@ class WorkerMetrics:
                     lag[name] = max(0, int(ls) - int(position))
                 if hi >= 0 and ls >= 0:
                     gap[name] = int(hi) - int(ls)
+                if ls >= 0:
+                    stable[(topic, int(partition))] = int(ls)
         self.lag, self.lso_gap = lag, gap
+        return stable
 
     def render(self, prefix: str = "meter_worker") -> str:
         lines = []

@@ -139,6 +139,10 @@ class Worker:
         self._restoring: set[int] = set()
         self._paused: set[tuple[str, int]] = set()  # full queues (backpressure)
         self._committed: dict[tuple[str, int], int] = {}  # next offset, as last committed
+        # what alignment knows of each input partition: the next offset it will be handed,
+        # and the last stable offset (at assignment, then from librdkafka's statistics)
+        self._next: dict[tuple[str, int], int] = {}
+        self._ends: dict[tuple[str, int], int] = {}
         self._delivered: dict[tuple[str, int], int] = {}  # changelog -> next offset
         self._fatal: WorkerFatal | None = None
         self._fenced_at = -FENCED_AGAIN_S  # when a fenced producer was last replaced
@@ -147,6 +151,7 @@ class Worker:
         self._heartbeat_due = 0.0
         self._gauges_due = 0.0
         self._partitions = 0  # of every worker topic (checked equal at start)
+        self._rebalances = 0  # assignment changes seen (see _intake_fresh)
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._restore: ChangelogRestore | None = None
@@ -289,7 +294,9 @@ class Worker:
         }
 
     def _on_stats(self, payload: str) -> None:
-        self.metrics.record_stats(payload, set(self._inputs))
+        for tp, end in self.metrics.record_stats(payload, set(self._inputs)).items():
+            if end > self._ends.get(tp, -1):
+                self._ends[tp] = end
 
     def _on_client_error(self, error: KafkaError) -> None:
         # librdkafka logs transport errors itself (a broker away is retried): only a fatal
@@ -302,6 +309,7 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._ready = False
+        self._rebalances += 1
         mine = {tp.partition for tp in partitions}
         by_partition = {p: {tp.topic for tp in partitions if tp.partition == p} for p in mine}
         for p, topics in by_partition.items():
@@ -316,6 +324,7 @@ class Worker:
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self._committed[(tp.topic, tp.partition)] = offset
+            self._next[(tp.topic, tp.partition)] = max(0, offset)
             start.append(TopicPartition(tp.topic, tp.partition, offset))
         consumer.assign(start)
         consumer.pause(start)  # until the changelogs are restored (in the loop)
@@ -345,13 +354,15 @@ class Worker:
         """Drop what this worker held of partitions it no longer owns (the local store
         keeps their data with its changelog offsets, for a later restore of the tail)."""
         self._ready = False
+        self._rebalances += 1
         self.processor.drop_partitions(partitions)
         self.aligner.revoke(partitions)
         self._assigned -= partitions
         self._restoring -= partitions
         self._paused = {tp for tp in self._paused if tp[1] not in partitions}
-        for key in [k for k in self._committed if k[1] in partitions]:
-            del self._committed[key]
+        for held in (self._committed, self._next, self._ends):
+            for key in [k for k in held if k[1] in partitions]:
+                del held[key]
         if partitions:
             log.info("partitions %s %s", sorted(partitions), how)
 
@@ -363,12 +374,13 @@ class Worker:
         if self._restoring:
             self._restore_assigned()
         limit = self.settings.worker_batch_max
-        self._intake(consumer.consume(limit, 0))
+        self._intake_fresh(lambda: consumer.consume(limit, 0))
         now = time.monotonic()
         batch = self.aligner.take(limit, now, self._lagging)
         if not batch:
             wait = WAITING_POLL_S if self.aligner.waiting() else IDLE_POLL_S
-            self._intake(drain(consumer, limit, max(0.0, min(wait, self._heartbeat_due - now))))
+            wait = max(0.0, min(wait, self._heartbeat_due - now))
+            self._intake_fresh(lambda: drain(consumer, limit, wait))
             batch = self.aligner.take(limit, time.monotonic(), self._lagging)
         if self._fatal is not None:
             raise self._fatal
@@ -377,6 +389,16 @@ class Worker:
             self._run_batch(batch)
         if time.monotonic() >= self._gauges_due:
             self._refresh_gauges()
+
+    def _intake_fresh(self, consume: Callable[[], list[Message]]) -> None:
+        """Queue what ``consume`` returns, unless the assignment changed during the call:
+        then its messages were fetched for the old assignment (the new partitions are
+        paused until restored, so none is new), and queued they would be applied twice
+        once the partitions are read again from their committed offsets."""
+        rebalances = self._rebalances
+        messages = consume()
+        if self._rebalances == rebalances:
+            self._intake(messages)
 
     def _intake(self, messages: Sequence[Message]) -> None:
         if not messages:
@@ -391,8 +413,9 @@ class Worker:
             if error is not None:
                 self._consumer_error(error, topic, partition)
                 continue
-            rec = decode_incoming(base[topic], partition, int(msg.offset() or 0), msg.key(),
-                                  msg.value(), now_ms)
+            offset = int(msg.offset() or 0)
+            self._next[(topic, partition)] = offset + 1
+            rec = decode_incoming(base[topic], partition, offset, msg.key(), msg.value(), now_ms)
             if aligner.add(rec) and aligner.over_limit(rec.topic, partition) \
                     and (topic, partition) not in self._paused:
                 assert self._consumer is not None
@@ -418,7 +441,9 @@ class Worker:
             log.warning("consumer: %s[%d]: %s", topic, partition, error.str())
 
     def _lagging(self, topic: str, partition: int) -> bool:
-        return self.metrics.lag.get(f"{self.settings.topic(topic)}:{partition}", 0) > 0
+        """The broker holds records of (topic, partition) not yet handed to the worker."""
+        key = (self.settings.topic(topic), partition)
+        return self._ends.get(key, 0) > self._next.get(key, 0)
 
     def _resume_drained(self) -> None:
         drained = [tp for tp in self._paused if self.aligner.drained(self._base[tp[0]], tp[1])]
@@ -619,6 +644,7 @@ class Worker:
             consumer.pause(targets)
             for tp in targets:
                 consumer.seek(tp)
+                self._next[(tp.topic, tp.partition)] = max(0, tp.offset)
         self._paused = {tp for tp in self._paused if tp[1] not in partitions}
         self._restoring |= partitions
 
@@ -629,6 +655,7 @@ class Worker:
         for (topic, partition), offset in self._committed.items():
             if partition in self._restoring:
                 continue  # still paused at its committed offset
+            self._next[(topic, partition)] = max(0, offset)
             try:
                 consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:  # revoked meanwhile: its next owner reads it
@@ -662,7 +689,11 @@ class Worker:
         self.metrics.partitions_wiped += self._restore.wiped - wiped
         consumer = self._consumer
         assert consumer is not None
-        consumer.resume([TopicPartition(t, p) for t in self._inputs for p in parts])
+        inputs = [TopicPartition(t, p) for t in self._inputs for p in parts]
+        for tp in inputs:  # so alignment knows from the start which topics have more
+            end = consumer.get_watermark_offsets(tp, KAFKA_TIMEOUT_S)[1]
+            self._ends[(tp.topic, tp.partition)] = end
+        consumer.resume(inputs)
         self._restoring.clear()
         self._ready = True
         log.info("restored %d changelog records of partitions %s in %.1f s", records, parts,
