@@ -12,7 +12,10 @@ Areas: a stack that has ``encode_record`` (or another ``encode*`` of schemas/cod
 it is "encode outputs"; otherwise the frame nearest the leaf that belongs to an area
 names it (so the processor's call into the core counts as core, the worker's call into
 the id store as id store); stacks with no such frame are "other" (the interpreter's
-start, threads of the standard library, the status server).
+start, threads of the standard library). py-spy leaves out threads it sees idle, but
+counts a thread waiting in ``select`` or in librdkafka's ``consume`` as active: the
+status server's thread is shown apart, and a worker waiting for records shows as
+``drain (streams/restore.py)`` under the Kafka area.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ AREAS: Final[tuple[tuple[str, tuple[str, ...], frozenset[str] | None], ...]] = (
     (KAFKA, ("streams/restore.py",), frozenset({"drain"})),  # the loop's consume
     ("changelog restore (streams/restore.py)", ("streams/restore.py",), None),
     (KAFKA, ("streams/worker.py",), None),
+    # the /healthz, /readyz, /metrics thread: waiting in select, which py-spy counts as
+    # active
+    ("status web server (waiting)", ("socketserver.py",), None),
 )
 ENCODE: Final = "encode outputs (encode_record)"
 OTHER: Final = "other"
