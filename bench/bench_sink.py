@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from meter.settings import load_settings
+from schemas.aggregates import MEMBER_METRICS
 from schemas.codec import decode_written, encode_record
 from sinks.csv_export import to_csv
 from sinks.ddl import migrate
@@ -38,7 +39,7 @@ from sinks.writer import BatchWriter
 
 RESULTS = Path(__file__).parent / "results"
 BASE = parse_time("2023-01-01T00:00:00Z")
-METRICS = ("ai_tokens", "chat_tokens", "schedule_runs", "commands")
+
 # Values of one (workspace, cycle) that change in one worker batch: an AI call changes
 # totals, its member's, provider's and model's counters.
 VALUES_PER_RECORD = 8
@@ -52,9 +53,10 @@ def records(rows: int) -> list[dict[str, Any]]:
         out.append({
             "workspace_id": f"ws{first // VALUES_PER_RECORD % 500}", "cycle_start": BASE,
             "cycle_ends_at": BASE + 1, "plan": "team",
-            "values": [{"dimension": "member", "key": f"member-{rng.randrange(200)}",
-                        "metric": METRICS[i % 4], "value": rng.randrange(1_000_000)}
-                       for i in range(first, min(first + VALUES_PER_RECORD, rows))],
+            "entries": [{"dimension": "member", "key": f"member-{i}",
+                         "values": [rng.randrange(1_000_000) for _ in MEMBER_METRICS]}
+                        for i in range(first, min(first + VALUES_PER_RECORD, rows),
+                                       len(MEMBER_METRICS))],
             "version": first, "emitted_at": BASE + first,
         })
     return out

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         description="this worker's stable id, its transactional.id; "
                     "default: host name and a hash of the data directory")
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
-    worker_batch_max: int = Field(default=10_000, ge=1,
+    worker_batch_max: int = Field(default=30_000, ge=1,
                                   description="most events in one batch (one transaction)")
     # A paused worker's open transaction is aborted (transaction timeout) before its
     # partitions can move to another worker (session timeout): the first must be lower.

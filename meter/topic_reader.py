@@ -112,11 +112,16 @@ def committed_offsets(settings: Settings, group: str, tps: Iterable[tuple[str, i
 
     Asked by a plain consumer that never joins the group. Raises ``KafkaException`` when
     the broker cannot say (down, or its group coordinator still loading after a start).
+    Offsets committed in a transaction count once it commits; a pending one is not
+    waited for (read_committed would wait, up to the transaction timeout of a worker
+    killed mid-transaction).
     """
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False,
+                         # no require_stable: an observer, not the group's next owner
+                         "isolation.level": "read_uncommitted"})
     try:
         found = consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
     finally:

@@ -23,7 +23,8 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Final, TextIO
 
-from sinks.shape import BREAKDOWNS, METRICS_OF, CycleUsage, iso
+from schemas.aggregates import METRICS_OF
+from sinks.shape import BREAKDOWNS, CycleUsage, iso
 
 COLUMNS: Final = (
     "workspace_id", "cycle_start", "cycle_ends_at", "status", "plan",

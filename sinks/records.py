@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from schemas.aggregates import Value, entries_of
 from sinks.shape import BREAKDOWNS, parse_time
 
 
-def cycle_values(cycle: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The ``values`` items (dimension, key, metric, value) of one usage.json cycle object."""
+def cycle_values(cycle: Mapping[str, Any]) -> Iterator[Value]:
+    """Every (dimension, key, metric, value) of one usage.json cycle object."""
 
-    def item(dimension: str, key: str, metric: str, value: int | None) -> dict[str, Any]:
-        return {"dimension": dimension, "key": key, "metric": metric, "value": value}
+    def item(dimension: str, key: str, metric: str, value: int | None) -> Value:
+        return dimension, key, metric, value
 
     for metric, value in cycle.get("totals", {}).items():
         yield item("totals", "", metric, value)
@@ -40,13 +41,13 @@ def cycle_record(
     workspace_id: str, cycle_start: str, cycle: Mapping[str, Any], *, version: int,
     emitted_at: int = 0,
 ) -> dict[str, Any]:
-    """The record of one usage.json cycle object: all its values, with ``version``."""
+    """The record of one usage.json cycle object: all its entries, with ``version``."""
     return {
         "workspace_id": workspace_id,
         "cycle_start": parse_time(cycle_start),
         "cycle_ends_at": parse_time(cycle["cycle_ends_at"]),
         "plan": cycle.get("plan"),
-        "values": list(cycle_values(cycle)),
+        "entries": entries_of(cycle_values(cycle)),
         "version": version,
         "emitted_at": emitted_at,
     }

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from schemas.aggregates import values_of
 from schemas.events import QUOTAS
 
 Record = Mapping[str, Any]
@@ -53,14 +54,15 @@ def one_row(to_row: Callable[[Record], Row]) -> Callable[[Record], Sequence[Row]
 
 
 def aggregate_rows(r: Record) -> list[Row]:
-    """One row per value: version 2 lists them in ``values``, version 1 carries its one
-    value in the record itself."""
+    """One row per value: version 2 holds them in ``entries`` (``schemas.aggregates``),
+    version 1 carries its one value in the record itself."""
     ws, start, end, plan = (r["workspace_id"], ms(r["cycle_start"]), ms(r["cycle_ends_at"]),
                             r.get("plan"))
     version, emitted_at = r["version"], ms(r["emitted_at"])
-    values = r.get("values", (r,))
-    return [(ws, start, end, plan, v["dimension"], v["key"], v["metric"], v["value"], version,
-             emitted_at) for v in values]
+    values = (values_of(r) if "entries" in r
+              else ((r["dimension"], r["key"], r["metric"], r["value"]),))
+    return [(ws, start, end, plan, dimension, key, metric, value, version, emitted_at)
+            for dimension, key, metric, value in values]
 
 
 def crossing_row(r: Record) -> Row:

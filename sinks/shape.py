@@ -13,26 +13,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
+from schemas.aggregates import (
+    MACHINE_METRICS,
+    MEMBER_METRICS,
+    METRICS_OF,
+    SKILL_METRICS,
+    TOKEN_METRICS,
+    TOTAL_METRICS,
+)
 from schemas.events import QUOTAS
 from sinks.schedule import CycleBounds, PlanRecord, cycles_between, plan_in_force
 
-TOTALS: Final = (
-    "ai_tokens", "schedule_runs", "api_requests_per_cycle", "api_requests_per_minute",
-    "machines", "storage_bytes", "commands", "skill_invocations",
-)
+TOTALS: Final = TOTAL_METRICS
 GAUGES: Final = ("machines", "storage_bytes")
 # usage.aggregates dimension -> (usage.json key, metrics in order)
 BREAKDOWNS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
-    "machine": ("machines", ("commands", "ai_tokens")),
-    "member": ("members", ("ai_tokens", "chat_tokens", "schedule_runs", "commands")),
-    "skill": ("skills", ("invocations", "cache_hits", "ai_tokens")),
-    "provider": ("providers", ("input_tokens", "output_tokens")),
-    "model": ("models", ("input_tokens", "output_tokens")),
+    "machine": ("machines", MACHINE_METRICS),
+    "member": ("members", MEMBER_METRICS),
+    "skill": ("skills", SKILL_METRICS),
+    "provider": ("providers", TOKEN_METRICS),
+    "model": ("models", TOKEN_METRICS),
 }
-DIMENSIONS: Final = ("totals", "limits", *BREAKDOWNS)
-METRICS_OF: Final[dict[str, tuple[str, ...]]] = {
-    "totals": TOTALS, "limits": QUOTAS, **{d: m for d, (_, m) in BREAKDOWNS.items()},
-}
+DIMENSIONS: Final = tuple(METRICS_OF)
 PROVISIONAL: Final = "provisional"
 FINAL: Final = "final"
 

@@ -3,9 +3,10 @@ inside the workspace's state (DESIGN.md, "The S6 store").
 
 An id is kept as a 16-byte hash of (workspace, type, event_id) with its ``occurred_at``,
 so the 24 h rule of S6 stays exact (``seen`` compares the stored time with the type's
-latest). Ids are grouped by event-time bucket (an hour) for expiry only: when a type's
+latest). Ids are grouped by event-time bucket (six hours) for expiry only: when a type's
 latest ``occurred_at`` moves on, its buckets wholly outside the window are dropped at
-once, so an idle workspace keeps its ids and a busy one holds about one window.
+once, so an idle workspace keeps its ids and a busy one holds about one window (and at
+most one bucket more).
 
 What a batch remembers is held in memory until its transaction commits; then it goes
 to the local store and, as changelog records, to Kafka in that same transaction:
@@ -23,7 +24,8 @@ under its ``S`` key, which is how expiry finds a bucket's ids.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from bisect import insort
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any, Final
@@ -33,8 +35,10 @@ from rocksdict import WriteBatch
 from streams.core.dedup import ID_KINDS, NO_TIME, WINDOW_MS
 from streams.localstore import ID_SET, ID_TIME, LocalStore, partition_prefix, range_of
 
-BUCKET_MS: Final = 3_600_000  # how often a busy workspace's ids expire: every hour
-NO_BUCKET: Final = 2**40  # "oldest bucket" of a type without ids
+# How often a busy workspace's ids expire: each bucket is dropped whole (one scan of its
+# sets), so it keeps up to 30 h of ids for a 24 h window; hourly buckets cost five times
+# the scans (bench/bench_worker.py profile: 13 % of a backlog's time in those scans).
+BUCKET_MS: Final = 6 * 3_600_000
 _TIME = struct.Struct(">q")
 _ENTRY: Final = 16 + 8  # hash + occurred_at in a packed set
 _BUCKET_SEQ = struct.Struct(">IQ")
@@ -65,12 +69,6 @@ def parse_set_key(key: bytes) -> tuple[bytes, int, int]:
     return workspace, kind, bucket
 
 
-def unpack_ids(value: bytes) -> Iterator[tuple[bytes, int]]:
-    """(hash, occurred_at) of every id in a packed set."""
-    for i in range(0, len(value), _ENTRY):
-        yield value[i:i + 16], _TIME.unpack_from(value, i + 16)[0]
-
-
 def expired_below(latest: int) -> int:
     """Buckets below this one lie wholly outside the S6 window behind ``latest``."""
     return (latest - WINDOW_MS) // BUCKET_MS
@@ -82,8 +80,8 @@ class IdChanges:
 
     # (partition, changelog key, packed ids or None for a tombstone)
     records: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
-    # (partition, workspace, type, first bucket, end bucket): buckets that expired
-    expired: list[tuple[int, bytes, int, int, int]] = field(default_factory=list)
+    # (partition, changelog key, packed ids) of the sets that expired: deleted locally
+    expired: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     # (partition, changelog key, packed ids) of the new sets
     new_sets: list[tuple[int, bytes, bytes]] = field(default_factory=list)
 
@@ -96,13 +94,14 @@ class IdStore:
         self._times: dict[bytes, int] = {}  # P key -> occurred_at, remembered this batch
         # (partition, workspace, type, bucket) -> packed ids remembered this batch
         self._sets: dict[tuple[int, bytes, int, int], list[bytes]] = {}
-        self._expired: list[tuple[int, bytes, int, int, int]] = []
+        self._expired: list[tuple[int, bytes, int, int]] = []  # (p, workspace, type, bucket)
 
     def of(self, partition: int, workspace: bytes, state: Any = None) -> StoredIds:
         """One workspace's ``EventIds`` (``state``: what its ``to_state`` kept)."""
         ids = StoredIds(self, partition, workspace)
         if state is not None:
-            ids.latest, ids.oldest = list(state[0]), list(state[1])
+            ids.latest = list(state[0])
+            ids.buckets = [list(b) for b in state[1]]
         return ids
 
     def time_of(self, id_key: bytes) -> int | None:
@@ -116,10 +115,16 @@ class IdStore:
             occurred_at: int) -> None:
         self._times[id_key] = occurred_at
         packed = id_key[3:] + _TIME.pack(occurred_at)
-        self._sets.setdefault((partition, workspace, kind, bucket), []).append(packed)
+        sets = self._sets
+        key = (partition, workspace, kind, bucket)
+        found = sets.get(key)
+        if found is None:
+            sets[key] = [packed]
+        else:
+            found.append(packed)
 
-    def expire(self, partition: int, workspace: bytes, kind: int, first: int, end: int) -> None:
-        self._expired.append((partition, workspace, kind, first, end))
+    def expire(self, partition: int, workspace: bytes, kind: int, bucket: int) -> None:
+        self._expired.append((partition, workspace, kind, bucket))
 
     def discard(self) -> None:
         """Forget the open batch (its transaction aborted)."""
@@ -130,14 +135,15 @@ class IdStore:
     def take_changes(self, seq_of: dict[bytes, int]) -> IdChanges:
         """The open batch's changes, its sets keyed with ``seq_of[workspace]``; the batch
         is closed (its additions are read from the store once written)."""
-        changes = IdChanges(expired=self._expired)
-        dropped = {(p, ws, kind): end for p, ws, kind, _, end in self._expired}
-        for p, ws, kind, first, end in self._expired:
-            start, stop = self._bucket_range(p, ws, kind, first, end)
-            changes.records += [(p, key[3:], None) for key, _ in self._store.scan(start, stop)]
+        changes = IdChanges()
+        for p, ws, kind, bucket in self._expired:
+            # remembered, then expired within this batch: never written at all
+            self._sets.pop((p, ws, kind, bucket), None)
+            start, stop = self._bucket_range(p, ws, kind, bucket)
+            for key, value in self._store.scan(start, stop):
+                changes.records.append((p, key[3:], None))
+                changes.expired.append((p, key[3:], value))
         for (p, ws, kind, bucket), packed in self._sets.items():
-            if bucket < dropped.get((p, ws, kind), -1):
-                continue  # remembered, then expired within the same batch
             key = set_key(ws, kind, bucket, seq_of[ws])
             value = b"".join(packed)
             changes.records.append((p, key, value))
@@ -150,8 +156,8 @@ class IdStore:
     def write(self, changes: IdChanges, batch: WriteBatch) -> None:
         """Apply committed changes to the local write batch: expiries first, so an id
         remembered again in a newer bucket keeps its new time."""
-        for p, ws, kind, first, end in changes.expired:
-            self._delete_buckets(batch, p, ws, kind, first, end)
+        for p, key, value in changes.expired:
+            self._delete_set(batch, p, key, value)
         for p, key, value in changes.new_sets:
             self.put_set(batch, p, key, value)
 
@@ -159,31 +165,35 @@ class IdStore:
         """Store one packed set and each of its ids (a batch's or a restored record)."""
         batch.put(partition_prefix(ID_SET, partition) + key, value)
         prefix = partition_prefix(ID_TIME, partition)
-        for h, t in unpack_ids(value):
-            batch.put(prefix + h, _TIME.pack(t))
+        put = batch.put
+        for i in range(0, len(value), _ENTRY):
+            put(prefix + value[i:i + 16], value[i + 16:i + _ENTRY])
 
     def delete_set_bucket(self, batch: WriteBatch, partition: int, key: bytes) -> None:
         """A restored tombstone: its whole bucket expired."""
         workspace, kind, bucket = parse_set_key(key)
-        self._delete_buckets(batch, partition, workspace, kind, bucket, bucket + 1)
+        start, stop = self._bucket_range(partition, workspace, kind, bucket)
+        for stored_key, value in self._store.scan(start, stop):
+            self._delete_set(batch, partition, stored_key[3:], value)
 
-    def _bucket_range(self, partition: int, workspace: bytes, kind: int, first: int,
-                      end: int) -> tuple[bytes, bytes]:
+    def _bucket_range(self, partition: int, workspace: bytes, kind: int, bucket: int
+                      ) -> tuple[bytes, bytes]:
         prefix = partition_prefix(ID_SET, partition) + set_prefix(workspace, kind)
-        return prefix + first.to_bytes(4, "big"), prefix + end.to_bytes(4, "big")
+        return prefix + bucket.to_bytes(4, "big"), prefix + (bucket + 1).to_bytes(4, "big")
 
-    def _delete_buckets(self, batch: WriteBatch, partition: int, workspace: bytes, kind: int,
-                        first: int, end: int) -> None:
-        start, stop = self._bucket_range(partition, workspace, kind, first, end)
+    def _delete_set(self, batch: WriteBatch, partition: int, key: bytes, value: bytes) -> None:
+        """Delete an expired set and its ids, except an id remembered again later (after
+        it had expired), which lives on in a newer bucket."""
+        bucket_end = _TIME.pack((parse_set_key(key)[2] + 1) * BUCKET_MS)
         prefix = partition_prefix(ID_TIME, partition)
-        for key, value in self._store.scan(start, stop):
-            bucket_end = (parse_set_key(key[3:])[2] + 1) * BUCKET_MS
-            for h, _ in unpack_ids(value):
-                stored = self._store.get(prefix + h)
-                # An id remembered again later (after it expired) lives in a newer bucket.
-                if stored is not None and _TIME.unpack(stored)[0] < bucket_end:
-                    batch.delete(prefix + h)
-        batch.delete_range(start, stop)
+        get = self._store.get
+        for i in range(0, len(value), _ENTRY):
+            id_key = prefix + value[i:i + 16]
+            stored = get(id_key)
+            # times are positive: their big-endian bytes order as the numbers do
+            if stored is not None and stored < bucket_end:
+                batch.delete(id_key)
+        batch.delete(partition_prefix(ID_SET, partition) + key)
 
     @staticmethod
     def partition_range(partition: int) -> Iterable[tuple[bytes, bytes]]:
@@ -194,11 +204,11 @@ class IdStore:
 class StoredIds:
     """One workspace's S6 memory backed by the ``IdStore`` (an ``EventIds``).
 
-    Its state (serialized with the workspace) is only each type's latest ``occurred_at``
-    and oldest bucket holding ids; the ids themselves live in the store.
+    Its state (serialized with the workspace) is, per type, the latest ``occurred_at``
+    and the buckets holding ids (a few: the window spans five); the ids live in the store.
     """
 
-    __slots__ = ("_last", "_partition", "_prefix", "_store", "_workspace", "latest", "oldest")
+    __slots__ = ("_last", "_partition", "_prefix", "_store", "_workspace", "buckets", "latest")
 
     def __init__(self, store: IdStore, partition: int, workspace: bytes) -> None:
         self._store = store
@@ -206,7 +216,7 @@ class StoredIds:
         self._workspace = workspace
         self._prefix = partition_prefix(ID_TIME, partition)
         self.latest = [NO_TIME] * len(ID_KINDS)
-        self.oldest = [NO_BUCKET] * len(ID_KINDS)
+        self.buckets: list[list[int]] = [[] for _ in ID_KINDS]  # sorted
         self._last: tuple[int, str, bytes] = (-1, "", b"")  # seen() then remember(): hash once
 
     def _key(self, kind: int, event_id: str) -> bytes:
@@ -223,18 +233,19 @@ class StoredIds:
 
     def remember(self, kind: int, event_id: str, occurred_at: int) -> None:
         latest = self.latest[kind]
+        buckets = self.buckets[kind]
         if occurred_at > latest:
             self.latest[kind] = occurred_at
             below = expired_below(occurred_at)
-            if self.oldest[kind] < below:
-                self._store.expire(self._partition, self._workspace, kind, self.oldest[kind],
-                                   below)
-                self.oldest[kind] = below
+            while buckets and buckets[0] < below:
+                self._store.expire(self._partition, self._workspace, kind, buckets.pop(0))
         elif occurred_at < latest - WINDOW_MS:
             return  # already outside the window: remembering it would change nothing
         bucket = occurred_at // BUCKET_MS
-        if bucket < self.oldest[kind]:
-            self.oldest[kind] = bucket
+        if not buckets or buckets[-1] < bucket:
+            buckets.append(bucket)
+        elif bucket not in buckets:
+            insort(buckets, bucket)
         self._store.add(self._partition, self._workspace, kind, bucket,
                         self._key(kind, event_id), occurred_at)
 
@@ -246,4 +257,4 @@ class StoredIds:
         return 0  # held in the store, not in this process's heap
 
     def to_state(self) -> list[Any]:
-        return [self.latest, self.oldest]
+        return [self.latest, self.buckets]

@@ -633,17 +633,13 @@ class WorkspaceMeter:
 
     def _aggregate_of(self, record: CycleUsage, entries: set[tuple[str, str]]) -> dict[str, Any]:
         """The ``usage.aggregates`` record of one cycle's changed entries (no version yet)."""
-        values = [
-            {"dimension": entry[0], "key": entry[1], "metric": metric, "value": value}
-            for entry in sorted(entries)
-            for metric, value in record.entry_values(entry)
-        ]
         return {
             "workspace_id": self.workspace_id,
             "cycle_start": record.start,
             "cycle_ends_at": record.end,
             "plan": record.plan.name,
-            "values": values,
+            "entries": [{"dimension": entry[0], "key": entry[1],
+                         "values": record.entry_values(entry)} for entry in sorted(entries)],
         }
 
     def take_changed_aggregates(self, emitted_at_ms: int) -> list[dict[str, Any]]:

@@ -18,18 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
+from schemas.aggregates import (
+    MACHINE_METRICS,
+    MEMBER_METRICS,
+    SKILL_METRICS,
+    TOKEN_METRICS,
+    TOTAL_METRICS,
+)
 from schemas.events import QUOTAS, Limits
 from streams.core.quotas import NO_PLAN, PlanTerms, QuotaArms, effective_limit
 from streams.core.timefmt import utc_text
 
-MACHINE_METRICS: Final = ("commands", "ai_tokens")
-MEMBER_METRICS: Final = ("ai_tokens", "chat_tokens", "schedule_runs", "commands")
-SKILL_METRICS: Final = ("invocations", "cache_hits", "ai_tokens")
-TOKEN_METRICS: Final = ("input_tokens", "output_tokens")
-TOTAL_NAMES: Final = (
-    "ai_tokens", "schedule_runs", "api_requests_per_cycle", "api_requests_per_minute",
-    "machines", "storage_bytes", "commands", "skill_invocations",
-)
 # Dirty markers for usage.aggregates (dimension, key); totals and limits have key "".
 TOTALS: Final = ("totals", "")
 LIMITS: Final = ("limits", "")
@@ -95,7 +94,7 @@ class CycleUsage:
         return {
             "cycle_ends_at": utc_text(self.end),
             "plan": self.plan.name,
-            "totals": dict(zip(TOTAL_NAMES, self.totals(), strict=True)),
+            "totals": dict(zip(TOTAL_METRICS, self.totals(), strict=True)),
             "limits": dict(zip(QUOTAS, self.limits(), strict=True)),
             "machines": {k: dict(zip(MACHINE_METRICS, v, strict=True))
                          for k, v in self.by_machine.items()},
@@ -129,25 +128,25 @@ class CycleUsage:
             for model in models:
                 yield ("model", f"{p}/{model}")
 
-    def entry_values(self, entry: Entry) -> list[tuple[str, int | None]]:
-        """(metric, value) pairs of one entry, as usage.aggregates rows carry them."""
+    def entry_values(self, entry: Entry) -> list[int | None]:
+        """One entry's values in its dimension's metric order (``schemas.aggregates``),
+        as a ``usage.aggregates`` entry carries them."""
         dimension, key = entry
         if dimension == "totals":
-            return list(zip(TOTAL_NAMES, self.totals(), strict=True))
+            return list(self.totals())
         if dimension == "limits":
-            return list(zip(QUOTAS, self.limits(), strict=True))
+            return list(self.limits())
         if dimension == "machine":
-            return list(zip(MACHINE_METRICS, self.by_machine.get(key, (0, 0)), strict=True))
+            return list(self.by_machine.get(key, (0, 0)))
         if dimension == "member":
-            return list(zip(MEMBER_METRICS, self.by_member.get(key, (0, 0, 0, 0)), strict=True))
+            return list(self.by_member.get(key, (0, 0, 0, 0)))
         if dimension == "skill":
-            return list(zip(SKILL_METRICS, self.by_skill.get(key, (0, 0, 0)), strict=True))
+            return list(self.by_skill.get(key, (0, 0, 0)))
         if dimension == "provider":
-            return list(zip(TOKEN_METRICS, self.by_provider.get(key, (0, 0)), strict=True))
+            return list(self.by_provider.get(key, (0, 0)))
         # model: "<provider>/<model>", split at the first "/" (providers never contain "/")
         provider, _, model = key.partition("/")
-        values = self.by_model.get(provider, {}).get(model, [0, 0])
-        return list(zip(TOKEN_METRICS, values, strict=True))
+        return list(self.by_model.get(provider, {}).get(model, (0, 0)))
 
     # -- state -------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from confluent_kafka import KafkaError, Producer
 
 from meter.settings import Settings
 from meter.topic_reader import end_offsets
+from schemas.aggregates import entries_of, values_of
 from schemas.codec import encode_record, key_of
 from schemas.events import QUOTAS
 from sinks.ddl import quote_identifier
@@ -106,11 +107,10 @@ def sink_workload(seed: int, workspaces: int = 40, rounds: int = 24,
                 if k in values and rng.random() < 0.4:
                     continue  # unchanged this round: no row
                 values[k] = values.get(k, 0) + rng.randint(1, 1000)
-                changed.append({"dimension": dim, "key": key, "metric": metric,
-                                "value": values[k]})
+                changed.append((dim, key, metric, values[k]))
             out.append(("usage.aggregates", {
                 "workspace_id": ws, "cycle_start": cycle_start, "cycle_ends_at": cycle_end,
-                "plan": "business", "values": changed, "version": version[ws],
+                "plan": "business", "entries": entries_of(changed), "version": version[ws],
                 "emitted_at": cycle_start + version[ws] * 1000}))
             if r % 6 == 5:
                 threshold = (80, 95, 100)[(r // 6) % 3]
@@ -154,8 +154,8 @@ def identities(topic: str, record: dict[str, Any]) -> list[tuple[Any, ...]]:
     """The rows a record becomes, as ``raw_identities`` reads them back (not deduplicated):
     one per value of a usage.aggregates record, one for the other topics."""
     if topic == "usage.aggregates":
-        return [(record["workspace_id"], record["cycle_start"], v["dimension"], v["key"],
-                 v["metric"], record["version"]) for v in record["values"]]
+        return [(record["workspace_id"], record["cycle_start"], dimension, key, metric,
+                 record["version"]) for dimension, key, metric, _ in values_of(record)]
     if topic == "quota.thresholds":
         return [(record["alert_id"],)]
     if topic == "alerting.deliveries":
@@ -473,10 +473,10 @@ def expected_contents(records: Sequence[SinkRecord]) -> Contents:
     plans: dict[tuple[Any, ...], Any] = {}
     for topic, r in records:
         if topic == "usage.aggregates":
-            for v in r["values"]:
-                k = (r["workspace_id"], r["cycle_start"], v["dimension"], v["key"], v["metric"])
+            for dimension, key, metric, value in values_of(r):
+                k = (r["workspace_id"], r["cycle_start"], dimension, key, metric)
                 if k not in latest or latest[k][0] <= r["version"]:
-                    latest[k] = (r["version"], v["value"])
+                    latest[k] = (r["version"], value)
         elif topic == "quota.thresholds":
             crossings[(r["alert_id"],)] = dict(r)
         elif topic == "alerting.deliveries":

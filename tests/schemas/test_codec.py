@@ -186,17 +186,17 @@ def test_every_record_of_every_schema_round_trips(topic: str, data: st.DataObjec
 
 def test_usage_aggregates_decode_as_written_in_each_version() -> None:
     """Version 1 carries one value in the record itself; resolved to version 2 it would
-    read as ``values: []``, so readers that keep every value read it as written."""
+    read as ``entries: []``, so readers that keep every value read it as written."""
     v1, v2 = default_registry().history("usage.aggregates")
     head = {"workspace_id": "w1", "cycle_start": 1735689600000, "cycle_ends_at": 1738368000000,
             "plan": "team", "version": 7, "emitted_at": 1736640002000}
     one = {**head, "dimension": "totals", "key": "", "metric": "ai_tokens", "value": 1234}
     old = write_with(v1.load(), v1.schema_id, one)
     assert decode_written(old) == ("usage.aggregates", 1, one)
-    assert decode_record(old) == ("usage.aggregates", {**head, "values": []})
-    many = {**head, "values": [
-        {"dimension": "totals", "key": "", "metric": "ai_tokens", "value": 1234},
-        {"dimension": "limits", "key": "", "metric": "ai_tokens", "value": None}]}
+    assert decode_record(old) == ("usage.aggregates", {**head, "entries": []})
+    many = {**head, "entries": [
+        {"dimension": "totals", "key": "", "values": [1234, 0, 0, 0, 2, 0, 0, 0]},
+        {"dimension": "limits", "key": "", "values": [None, 5000, None, None, 60, None]}]}
     new = encode_record("usage.aggregates", many)
     assert new[1:5] == v2.schema_id.to_bytes(4, "big")
     assert decode_written(new) == ("usage.aggregates", 2, many)

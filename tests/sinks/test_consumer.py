@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from meter.settings import Settings
+from schemas.aggregates import TOTAL_METRICS, entries_of
 from schemas.codec import encode_record, key_of
 from schemas.registry import default_registry
 from sinks.consumer import SESSION_TIMEOUT_MS, SinkConsumer
@@ -32,10 +33,15 @@ pytestmark = pytest.mark.kafka
 APR, MAY = parse_time("2025-04-01T00:00:00Z"), parse_time("2025-05-01T00:00:00Z")
 
 
-def aggregate(ws: str, metric: str, value: int, version: int) -> dict[str, Any]:
+def aggregate(ws: str, version: int, ai_tokens: int, commands: int = 0) -> dict[str, Any]:
+    """A version 2 record of the cycle's totals (the other totals 0)."""
     return {"workspace_id": ws, "cycle_start": APR, "cycle_ends_at": MAY, "plan": None,
-            "values": [{"dimension": "totals", "key": "", "metric": metric, "value": value}],
+            "entries": entries_of([("totals", "", "ai_tokens", ai_tokens),
+                                   ("totals", "", "commands", commands)]),
             "version": version, "emitted_at": APR}
+
+
+ROWS_PER_RECORD = len(TOTAL_METRICS)  # a totals entry carries every total
 
 
 def produce(settings: Settings, records: list[tuple[str, dict[str, Any]]]) -> None:
@@ -52,8 +58,8 @@ def workload() -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for ws in ("w1", "w2", "w3"):
         for version in range(1, 11):
-            out.append(("usage.aggregates", aggregate(ws, "ai_tokens", version * 100, version)))
-        out.append(("usage.aggregates", aggregate(ws, "commands", 7, 11)))
+            out.append(("usage.aggregates", aggregate(ws, version, version * 100)))
+        out.append(("usage.aggregates", aggregate(ws, 11, 1000, commands=7)))
     out.append(("quota.thresholds", {
         "alert_id": "w1/2025-04-01T00:00:00Z/ai_tokens/80", "workspace_id": "w1",
         "quota": "ai_tokens", "threshold": 80, "arm": 1, "highest_in_event": True,
@@ -148,7 +154,7 @@ def test_the_sink_writes_its_topics_then_commits(meter_settings: Settings,
     assert numbers(client) == EXPECTED
     assert client.query("SELECT count() FROM meter.crossings").result_rows == [(1,)]
     assert committed(meter_settings, group) == len(records) - 1  # all but the crossing's topic
-    assert sink.metrics.rows_written["usage_snapshots"] == len(records) - 1
+    assert sink.metrics.rows_written["usage_snapshots"] == (len(records) - 1) * ROWS_PER_RECORD
 
 
 def test_records_of_both_schema_versions_land_as_their_rows(meter_settings: Settings,
@@ -159,10 +165,9 @@ def test_records_of_both_schema_versions_land_as_their_rows(meter_settings: Sett
     old = {"workspace_id": "w1", "cycle_start": APR, "cycle_ends_at": MAY, "plan": None,
            "dimension": "totals", "key": "", "metric": "ai_tokens", "value": 500,
            "version": 1, "emitted_at": APR}
-    new = {**aggregate("w1", "commands", 7, 2), "values": [
-        {"dimension": "totals", "key": "", "metric": "commands", "value": 7},
-        {"dimension": "member", "key": "ann", "metric": "ai_tokens", "value": 300}]}
-    empty = {**aggregate("w1", "commands", 0, 3), "values": []}
+    new = {**aggregate("w1", 2, 0), "entries": [
+        {"dimension": "member", "key": "ann", "values": [300, 12, 0, 1]}]}
+    empty = {**aggregate("w1", 3, 0), "entries": []}
     producer = Producer({"bootstrap.servers": meter_settings.kafka_bootstrap})
     for value in (write_with(v1.load(), v1.schema_id, old),
                   encode_record("usage.aggregates", new), encode_record("usage.aggregates", empty)):
@@ -178,7 +183,9 @@ def test_records_of_both_schema_versions_land_as_their_rows(meter_settings: Sett
     assert snapshot_rows(sink_store.client()) == [
         ("w1", APR, "totals", "", "ai_tokens", 500, 1),
         ("w1", APR, "member", "ann", "ai_tokens", 300, 2),
-        ("w1", APR, "totals", "", "commands", 7, 2),
+        ("w1", APR, "member", "ann", "chat_tokens", 12, 2),
+        ("w1", APR, "member", "ann", "commands", 1, 2),
+        ("w1", APR, "member", "ann", "schedule_runs", 0, 2),
     ]
     assert committed(meter_settings, group) == 3  # the empty record's offset too
 
@@ -190,8 +197,8 @@ def test_aborted_records_are_never_stored_and_commits_reach_past_transaction_mar
     producer = Producer({"bootstrap.servers": meter_settings.kafka_bootstrap,
                          "transactional.id": f"sink-test-{uuid.uuid4().hex[:8]}"})
     producer.init_transactions(30)
-    for record, outcome in ((aggregate("w1", "ai_tokens", 100, 1), producer.commit_transaction),
-                            (aggregate("w1", "ai_tokens", 999, 2), producer.abort_transaction)):
+    for record, outcome in ((aggregate("w1", 1, 100), producer.commit_transaction),
+                            (aggregate("w1", 2, 999), producer.abort_transaction)):
         producer.begin_transaction()
         producer.produce(meter_settings.topic("usage.aggregates"), key=key_of("w1"),
                          value=encode_record("usage.aggregates", record))
@@ -209,7 +216,8 @@ def test_aborted_records_are_never_stored_and_commits_reach_past_transaction_mar
             sink.step()
     finally:
         sink.close()
-    assert snapshot_rows(sink_store.client()) == [("w1", APR, "totals", "", "ai_tokens", 100, 1)]
+    assert [r for r in snapshot_rows(sink_store.client()) if r[4] == "ai_tokens"] == [
+        ("w1", APR, "totals", "", "ai_tokens", 100, 1)]
 
 
 def test_a_crash_between_insert_and_commit_rewrites_without_changing_a_number(
@@ -232,7 +240,8 @@ def test_a_crash_between_insert_and_commit_rewrites_without_changing_a_number(
     finally:
         second.close()
     client = sink_store.client()
-    assert second.metrics.rows_written["usage_snapshots"] == len(records) - 1  # all rewritten
+    assert second.metrics.rows_written["usage_snapshots"] == (  # all rewritten
+        (len(records) - 1) * ROWS_PER_RECORD)
     raw, keys = client.query("SELECT count(), uniqExact(workspace_id, metric) "
                              "FROM meter.usage_snapshots").result_rows[0]
     assert raw > keys  # the rows are in the store more than once (unmerged) ...

@@ -18,8 +18,9 @@ JAN, FEB, MAR, APR = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (1, 2, 3, 4
 
 def rec(start: int, end: int, dimension: str, key: str, metric: str, value: int | None,
         version: int) -> dict[str, Any]:
+    """A usage.aggregates record of version 1 (one value), as the sink reads it."""
     return {"workspace_id": "w1", "cycle_start": start, "cycle_ends_at": end, "plan": "team",
-            "values": [{"dimension": dimension, "key": key, "metric": metric, "value": value}],
+            "dimension": dimension, "key": key, "metric": metric, "value": value,
             "version": version, "emitted_at": 0}
 
 

@@ -23,8 +23,9 @@ def month_starts(first: str, count: int) -> list[int]:
 
 def rec(ws: str, start: int, end: int, metric: str, value: int | None, version: int,
         dimension: str = "totals", key: str = "", plan: str | None = None) -> dict[str, Any]:
+    """A usage.aggregates record of version 1 (one value), as the sink reads it."""
     return {"workspace_id": ws, "cycle_start": start, "cycle_ends_at": end, "plan": plan,
-            "values": [{"dimension": dimension, "key": key, "metric": metric, "value": value}],
+            "dimension": dimension, "key": key, "metric": metric, "value": value,
             "version": version, "emitted_at": 0}
 
 

@@ -28,8 +28,9 @@ JAN, FEB, MAR = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (1, 2, 3))
 
 def rec(start: int, end: int, metric: str, value: int, version: int,
         ws: str = "w1") -> dict[str, Any]:
+    """A usage.aggregates record of version 1 (one value), as the sink reads it."""
     return {"workspace_id": ws, "cycle_start": start, "cycle_ends_at": end, "plan": None,
-            "values": [{"dimension": "totals", "key": "", "metric": metric, "value": value}],
+            "dimension": "totals", "key": "", "metric": metric, "value": value,
             "version": version, "emitted_at": 0}
 
 

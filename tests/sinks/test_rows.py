@@ -6,7 +6,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.aggregates import METRICS_OF
 from schemas.codec import decode_written, strip_logical_types
+from schemas.events import QUOTAS
 from schemas.registry import default_registry
 from sinks.rows import AGGREGATES, SINK_TOPICS, TABLE_OF_TOPIC
 from tests.schemas.strategies import avro_values
@@ -26,20 +28,23 @@ def test_every_registered_version_of_every_sink_topic_maps_to_rows(data: st.Data
             record = data.draw(avro_values(strip_logical_types(schema)))
             _, _, written = decode_written(write_with(schema, version.schema_id, record))
             rows = spec.to_rows(written)
-            assert len(rows) == len(written.get("values", (written,)))
+            expected = (sum(min(len(e["values"]), len(METRICS_OF.get(e["dimension"], ())))
+                            for e in written["entries"])
+                        if "entries" in written else 1)
+            assert len(rows) == expected
             assert all(len(row) == len(spec.columns) for row in rows)
 
 
 def test_an_aggregates_record_of_each_version_gives_its_rows() -> None:
     one = {**HEAD, "dimension": "totals", "key": "", "metric": "ai_tokens", "value": 7}
-    many = {**HEAD, "values": [
-        {"dimension": "totals", "key": "", "metric": "ai_tokens", "value": 7},
-        {"dimension": "limits", "key": "", "metric": "ai_tokens", "value": None},
-        {"dimension": "model", "key": "openai/gpt-4o", "metric": "input_tokens", "value": 3}]}
+    many = {**HEAD, "entries": [
+        {"dimension": "limits", "key": "", "values": [2, None, 9, None, 60, 100]},
+        {"dimension": "model", "key": "openai/gpt-4o", "values": [3, 4]}]}
     row = ("w1", 1_000, 2_000, None, "totals", "", "ai_tokens", 7, 5, 1_500)
     assert AGGREGATES.to_rows(one) == [row]
     assert AGGREGATES.to_rows(many) == [
-        row,
-        ("w1", 1_000, 2_000, None, "limits", "", "ai_tokens", None, 5, 1_500),
-        ("w1", 1_000, 2_000, None, "model", "openai/gpt-4o", "input_tokens", 3, 5, 1_500)]
-    assert AGGREGATES.to_rows({**HEAD, "values": []}) == []
+        ("w1", 1_000, 2_000, None, "limits", "", quota, limit, 5, 1_500)
+        for quota, limit in zip(QUOTAS, [2, None, 9, None, 60, 100], strict=True)
+    ] + [("w1", 1_000, 2_000, None, "model", "openai/gpt-4o", "input_tokens", 3, 5, 1_500),
+         ("w1", 1_000, 2_000, None, "model", "openai/gpt-4o", "output_tokens", 4, 5, 1_500)]
+    assert AGGREGATES.to_rows({**HEAD, "entries": []}) == []

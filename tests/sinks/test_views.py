@@ -14,8 +14,9 @@ MAR, APR, MAY = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (3, 4, 5))
 
 def rec(start: int, end: int, dimension: str, key: str, metric: str, value: int | None,
         version: int, ws: str = "w1") -> dict[str, Any]:
+    """A usage.aggregates record of version 1 (one value), as the sink reads it."""
     return {"workspace_id": ws, "cycle_start": start, "cycle_ends_at": end, "plan": "team",
-            "values": [{"dimension": dimension, "key": key, "metric": metric, "value": value}],
+            "dimension": dimension, "key": key, "metric": metric, "value": value,
             "version": version, "emitted_at": 0}
 
 

@@ -24,8 +24,9 @@ MAY = 1_746_057_600_000
 
 def aggregate(metric: str, value: int | None, version: int, *, ws: str = "w1",
               dimension: str = "totals", key: str = "") -> dict[str, Any]:
+    """A usage.aggregates record of version 1 (one value), as the sink reads it."""
     return {"workspace_id": ws, "cycle_start": APRIL, "cycle_ends_at": MAY, "plan": "pro",
-            "values": [{"dimension": dimension, "key": key, "metric": metric, "value": value}],
+            "dimension": dimension, "key": key, "metric": metric, "value": value,
             "version": version, "emitted_at": APRIL + version}
 
 
@@ -62,9 +63,9 @@ def test_flush_returns_the_next_offset_of_each_partition_after_writing(
     assert totals(client) == {"ai_tokens": 10, "commands": 2}
 
 
-def test_a_record_without_values_writes_no_row_and_its_offset_is_committed(
+def test_a_record_without_entries_writes_no_row_and_its_offset_is_committed(
         writer: BatchWriter, client: Client) -> None:
-    writer.add("usage.aggregates", {**aggregate("ai_tokens", 1, 1), "values": []},
+    writer.add("usage.aggregates", {**aggregate("ai_tokens", 1, 1), "entries": []},
                Position("t.agg", 1, 9))
     assert writer.pending == 0
     assert writer.flush() == [Position("t.agg", 1, 10)]

@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from meter.ports import free_port
 from meter.settings import Settings
 from meter.topic_reader import committed_offsets, end_offsets, read_all
+from schemas.aggregates import values_of
 from schemas.codec import encode_event, topic_of
 from schemas.jsonl import parse_line
 from schemas.validation import InvalidEvent
@@ -31,6 +32,7 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
         "METER_KAFKA_PARTITIONS": str(settings.kafka_partitions),
         "METER_DATA_DIR": str(settings.data_dir),
         "METER_WORKER_WEB_PORT": str(web_port),
+        "METER_WORKER_BATCH_MAX": str(settings.worker_batch_max),
     })
     return env
 
@@ -142,10 +144,10 @@ def latest_aggregates(records: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...]
     over ``usage.aggregates`` records (each a cycle's changed values)."""
     best: dict[tuple[Any, ...], tuple[int, int | None]] = {}
     for r in records:
-        for v in r["values"]:
-            k = (r["workspace_id"], r["cycle_start"], v["dimension"], v["key"], v["metric"])
+        for dimension, key, metric, value in values_of(r):
+            k = (r["workspace_id"], r["cycle_start"], dimension, key, metric)
             if k not in best or best[k][0] <= r["version"]:
-                best[k] = (r["version"], v["value"])
+                best[k] = (r["version"], value)
     return {k: v for k, (_, v) in best.items()}
 
 

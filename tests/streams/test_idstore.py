@@ -71,22 +71,24 @@ def test_ids_stay_out_of_the_workspace_state_and_expire_a_bucket_at_a_time(
 ) -> None:
     ids = IdStore(store)
     meter = WorkspaceMeter("w1", ids=ids.of(0, WS))
-    per_hour = 25_000
+    start = T0 // BUCKET_MS * BUCKET_MS
+    step = BUCKET_MS // 2
+    per_step = 40_000
     sizes = []
-    for hour in range(12):  # 300,000 ids over 12 hours of event time
-        for i in range(per_hour):
-            meter.apply(tokens(T0 + hour * BUCKET_MS + i, f"h{hour}-{i}"))
-        commit(store, ids, seq=hour + 1)
+    for k in range(8):  # 320,000 ids over 24 h of event time, two steps per bucket
+        for i in range(per_step):
+            meter.apply(tokens(start + k * step + i, f"s{k}-{i}"))
+        commit(store, ids, seq=k + 1)
         sizes.append(len(meter.to_bytes()))
-    assert stored_ids(store) == 12 * per_hour
+    assert stored_ids(store) == 8 * per_step
     assert max(sizes) - min(sizes) < 64  # the state does not grow with the ids
     assert len(meter.ids) == 0  # nothing held in memory either
-    # 24 h later the first bucket is wholly outside the window: dropped whole
-    meter.apply(tokens(T0 + WINDOW_MS + BUCKET_MS, "next-day"))
-    changes = commit(store, ids, seq=13)
+    # a bucket later than a day, the first bucket is wholly outside the window: dropped
+    meter.apply(tokens(start + WINDOW_MS + BUCKET_MS, "next-day"))
+    changes = commit(store, ids, seq=9)
     assert [r for r in changes.records if r[2] is None], "no tombstone for the expired bucket"
-    assert stored_ids(store) == 11 * per_hour + 1
-    assert not meter.ids.seen(K_TOKENS, "h0-5") and meter.ids.seen(K_TOKENS, "h1-5")
+    assert stored_ids(store) == 6 * per_step + 1
+    assert not meter.ids.seen(K_TOKENS, "s1-5") and meter.ids.seen(K_TOKENS, "s2-5")
 
 
 def test_an_id_exactly_24_hours_behind_is_remembered_and_its_bucket_kept(

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from schemas.aggregates import values_of
 from schemas.codec import decode_record, encode_event, encode_record
 from schemas.jsonl import parse_line
 from streams.idstore import IdStore
@@ -89,7 +90,7 @@ def test_one_batch_holds_every_output_of_its_transaction(store: LocalStore) -> N
     assert [len(topics[t]) for t in ("usage.aggregates", "quota.state", WORKSPACES_CHANGELOG,
                                      IDS_CHANGELOG)] == [1, 1, 1, 2]
     aggregate = decode_record(topics["usage.aggregates"][0].value)[1]
-    values = {(v["dimension"], v["key"], v["metric"]): v["value"] for v in aggregate["values"]}
+    values = {(d, k, m): v for d, k, m, v in values_of(aggregate)}
     assert values[("totals", "", "ai_tokens")] == 100
     state = decode_record(topics["quota.state"][0].value)[1]
     assert state["version"] > aggregate["version"]

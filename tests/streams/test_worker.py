@@ -210,6 +210,8 @@ def test_bad_bytes_and_invalid_events_are_dead_lettered_and_good_ones_counted(
 def test_totals_are_exact_after_sigkill_mid_stream_and_restart(
     meter_settings: Settings, tmp_path: Path
 ) -> None:
+    # small batches: many transactions, so a kill lands between commits, not after the last
+    meter_settings = meter_settings.model_copy(update={"worker_batch_max": 1_000})
     lines = _generated_lines(seed=7, workspaces=40, events=30_000)
     publish_lines(meter_settings, lines)
     group = meter_settings.topic_prefix + meter_settings.worker_id
@@ -228,7 +230,7 @@ def test_totals_are_exact_after_sigkill_mid_stream_and_restart(
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 kills += 1
-            # One commit can cover the rest of the log (batches of 5,000): a kill after
+            # One commit can cover the rest of the log: a kill after
             # that is not mid-stream; at least one of the two must be.
             done = committed(meter_settings, group, ends)
             if sum(max(0, v) for v in done.values()) < sum(ends.values()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.aggregates import values_of
 from streams.core.meter import WorkspaceMeter
 
 from .builders import Run, command, machine, ms, plan, storage, tokens
@@ -12,18 +13,19 @@ JAN = ms("2025-01-01T00:00:00Z")
 
 
 def _rows(meter: WorkspaceMeter) -> dict[tuple[Any, ...], Any]:
-    return {(a["cycle_start"], v["dimension"], v["key"], v["metric"]): v["value"]
-            for a in meter.take_changed_aggregates(123) for v in a["values"]}
+    return {(a["cycle_start"], dimension, key, metric): value
+            for a in meter.take_changed_aggregates(123)
+            for dimension, key, metric, value in values_of(a)}
 
 
 def test_one_aggregates_record_per_changed_cycle_with_only_changed_keys() -> None:
     meter = WorkspaceMeter("w1")
     meter.apply(tokens("2025-01-02T00:00:00Z", 5, machine="m1", provider="openai", model="o/x"))
     (record,) = meter.take_changed_aggregates(111)
-    assert set(record) == {"workspace_id", "cycle_start", "cycle_ends_at", "plan", "values",
+    assert set(record) == {"workspace_id", "cycle_start", "cycle_ends_at", "plan", "entries",
                            "version", "emitted_at"}
     assert (record["cycle_start"], record["version"], record["emitted_at"]) == (JAN, 1, 111)
-    keyed = {(v["dimension"], v["key"], v["metric"]): v["value"] for v in record["values"]}
+    keyed = {(d, k, m): v for d, k, m, v in values_of(record)}
     assert keyed[("totals", "", "ai_tokens")] == 5
     assert keyed[("limits", "", "ai_tokens")] is None
     assert keyed[("machine", "m1", "ai_tokens")] == 5
