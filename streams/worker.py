@@ -146,6 +146,7 @@ class Worker:
         self._delivered: dict[tuple[str, int], int] = {}  # changelog -> next offset
         self._fatal: WorkerFatal | None = None
         self._fenced_at = -FENCED_AGAIN_S  # when a fenced producer was last replaced
+        self._transaction_began = 0.0
         self._ready = False
         self._heartbeat_seq = 0
         self._heartbeat_due = 0.0
@@ -500,6 +501,7 @@ class Worker:
                 if out.topic in CHANGELOGS}
         report = {i for i in last.values()}
         try:
+            self._transaction_began = time.monotonic()
             producer.begin_transaction()
             for i, out in enumerate(outputs):
                 self._produce(producer, out, self._on_changelog if i in report else None)
@@ -581,10 +583,17 @@ class Worker:
         error = exc.args[0]
         if error.fatal():
             raise ProducerFailed(error) from None
-        fenced = error.code() in _FENCING
+        why = ""
+        if error.code() in _FENCING:
+            why = " (fenced: another owner took over)"
+        elif (time.monotonic() - self._transaction_began
+              > self.settings.worker_transaction_timeout_ms / 1000):
+            # the coordinator aborted it and bumped the epoch: whatever error surfaced,
+            # nothing of it commits, and its partitions may have moved on
+            why = (" (fenced: it outlived the transaction timeout, so the coordinator "
+                   "aborted it; this worker was paused or stalled)")
         log.warning("transaction aborted%s: %s; the batch is read again from the last "
-                    "committed offsets", " (fenced: another owner took over)" if fenced else "",
-                    error.str())
+                    "committed offsets", why, error.str())
         producer = self._producer
         assert producer is not None
         while True:
