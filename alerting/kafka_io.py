@@ -31,17 +31,10 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 
 def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        # The worker writes quota.thresholds in transactions: never see an aborted
-        # crossing (librdkafka's default, said here).
-        "isolation.level": "read_committed",
-        "enable.partition.eof": False,
-        **extra,
-    }
+    """A read_committed consumer (the worker writes quota.thresholds in transactions: an
+    aborted crossing is never seen) that follows its topics without end-of-partition
+    events."""
+    return reader_config(settings, group_id, **{"enable.partition.eof": False, **extra})
 
 
 class AckedProducer:

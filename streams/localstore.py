@@ -39,7 +39,9 @@ PREFIXES: Final = (WORKSPACE, ID_TIME, ID_SET, META)
 _OFFSET = struct.Struct(">q")
 # Bounded memory (measured growth without bounds: bench/bench_load.py): two 16 MB write
 # buffers and a 32 MB block cache; bloom filters make the many lookups of new S6 ids
-# (absent keys) cheap.
+# (absent keys) cheap. Index and filter blocks live in the block cache too (the first
+# level's pinned), since otherwise they stay on the heap and grow with the S6 store,
+# which holds a day of ids.
 WRITE_BUFFER_BYTES: Final = 16 << 20
 WRITE_BUFFERS: Final = 2
 BLOCK_CACHE_BYTES: Final = 32 << 20
@@ -71,6 +73,8 @@ class LocalStore:
         table = BlockBasedOptions()
         table.set_bloom_filter(10, False)
         table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         try:
             self._db = Rdict(str(path), options)
