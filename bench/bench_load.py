@@ -101,11 +101,13 @@ class Sampler(threading.Thread):
                 lag += max(0, end - max(0, done[(tp.topic, tp.partition)]))
         except Exception as exc:  # a slow broker: a gap in the lag series, said so
             console.print(f"[yellow]lag sample failed at {t:.0f} s: {exc}")
-        store_keys = queued = None
+        store_keys = queued = gc_collections = gc_pause_s = None
         try:
             gauges = worker_metrics(self.port)
             store_keys = int(gauges["meter_worker_store_keys"])
             queued = int(gauges["meter_worker_queued"])
+            gc_collections = int(gauges["meter_worker_gc_full_collections_total"])
+            gc_pause_s = gauges["meter_worker_gc_full_pause_seconds_total"]
         except (httpx.HTTPError, KeyError, ValueError):
             pass
         latencies = []
@@ -116,6 +118,7 @@ class Sampler(threading.Thread):
         latencies.sort()
         return {"t": round(t, 2), "phase": self.phase, "rss_mb": rss, "lag": lag,
                 "store_keys": store_keys, "queued": queued,
+                "gc_full_collections": gc_collections, "gc_full_pause_s": gc_pause_s,
                 "produced": self.produced[0], "crossings": len(latencies),
                 "latency_p50_ms": percentile(latencies, 0.5) if latencies else None,
                 "latency_p99_ms": percentile(latencies, 0.99) if latencies else None,
@@ -135,6 +138,18 @@ def slope_per_min(points: list[tuple[float, float]]) -> float:
     num = sum((t - mean_t) * (y - mean_y) for t, y in points)
     den = sum((t - mean_t) ** 2 for t, _ in points)
     return num / den * 60 if den else 0.0
+
+
+def gc_in_minute(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worker's full garbage collections within a group of samples (the counters'
+    difference between its first and last sample) and the time stopped in them."""
+    seen = [s for s in group if s.get("gc_full_collections") is not None]
+    if len(seen) < 2:
+        return {"gc_full_collections": None, "gc_full_pause_ms": None}
+    return {"gc_full_collections": seen[-1]["gc_full_collections"]
+            - seen[0]["gc_full_collections"],
+            "gc_full_pause_ms": round((seen[-1]["gc_full_pause_s"]
+                                       - seen[0]["gc_full_pause_s"]) * 1000, 1)}
 
 
 def summarize(samples: list[dict[str, Any]], warmup_s: float, flat_mb_per_min: float,
@@ -158,6 +173,7 @@ def summarize(samples: list[dict[str, Any]], warmup_s: float, flat_mb_per_min: f
                      "rss_mean_mb": round(statistics.fmean(rss), 1) if rss else None,
                      "lag_max": max(lags, default=None),
                      "store_keys_max": max(keys, default=None), "crossings": len(lat),
+                     **gc_in_minute(group),
                      "latency_p50_ms": percentile(lat, 0.5) if lat else None,
                      "latency_p99_ms": percentile(lat, 0.99) if lat else None})
         prev_produced = group[-1]["produced"]
@@ -279,11 +295,12 @@ def report(result: dict[str, Any]) -> None:
                         "local store keys; cross: crossings measured)")
     columns = {"minute": "minute", "events": "events", "rss_min_mb": "RSS min",
                "rss_max_mb": "RSS max", "lag_max": "lag max", "store_keys_max": "keys",
-               "crossings": "cross", "latency_p50_ms": "p50 ms", "latency_p99_ms": "p99 ms"}
+               "crossings": "cross", "latency_p50_ms": "p50 ms", "latency_p99_ms": "p99 ms",
+               "gc_full_collections": "full GCs", "gc_full_pause_ms": "GC ms"}
     for key, header in columns.items():
         table.add_column(header, justify="left" if key == "minute" else "right")
     for row in result["minutes"]:
-        table.add_row(*(_fmt(row[key]) for key in columns))
+        table.add_row(*(_fmt(row.get(key)) for key in columns))
     console.print(table)
     summary = result["summary"]
     table = Table(title="summary")

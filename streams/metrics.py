@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from streams.heap import FullCollections
+
 
 @dataclass(slots=True)
 class BatchCounts:
@@ -43,6 +45,7 @@ class WorkerMetrics:
     # the gap between high watermark and last stable offset (an open transaction)
     lag: dict[str, int] = field(default_factory=dict)
     lso_gap: dict[str, int] = field(default_factory=dict)
+    gc: FullCollections = field(default_factory=FullCollections)
 
     _HELP: ClassVar[dict[str, str]] = {
         "processed": "Events applied to the metering core",
@@ -111,6 +114,16 @@ class WorkerMetrics:
             full = f"{prefix}_{name}"
             lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge",
                       f"{full} {getattr(self, name)}"]
+        lines += [f"# HELP {prefix}_gc_full_collections_total Full (generation 2) "
+                  "garbage collections",
+                  f"# TYPE {prefix}_gc_full_collections_total counter",
+                  f"{prefix}_gc_full_collections_total {self.gc.count}",
+                  f"# HELP {prefix}_gc_full_pause_seconds_total Time stopped in them",
+                  f"# TYPE {prefix}_gc_full_pause_seconds_total counter",
+                  f"{prefix}_gc_full_pause_seconds_total {self.gc.seconds:.6f}",
+                  f"# HELP {prefix}_gc_full_pause_max_seconds The longest of them",
+                  f"# TYPE {prefix}_gc_full_pause_max_seconds gauge",
+                  f"{prefix}_gc_full_pause_max_seconds {self.gc.max_seconds:.6f}"]
         for attr, text in self._LABELLED.items():
             metric, _, help_text = text.partition(" ")
             full = f"{prefix}_{metric}"

@@ -54,6 +54,7 @@ from meter.settings import Settings
 from schemas.codec import encode_record
 from schemas.events import RAW_USAGE_TOPICS
 from streams.align import EventTimeAligner
+from streams.heap import HeapPolicy
 from streams.idstore import IdStore
 from streams.localstore import LocalStore, StoreLocked
 from streams.metrics import WorkerMetrics
@@ -151,6 +152,7 @@ class Worker:
         self._heartbeat_seq = 0
         self._heartbeat_due = 0.0
         self._gauges_due = 0.0
+        self._heap = HeapPolicy(time.monotonic())
         self._partitions = 0  # of every worker topic (checked equal at start)
         self._rebalances = 0  # assignment changes seen (see _intake_fresh)
         self._consumer: Consumer | None = None
@@ -170,6 +172,7 @@ class Worker:
         """Consume, process and commit until ``stop``; raises ``WorkerFatal``."""
         web = StatusServer("127.0.0.1", self.settings.worker_web_port, lambda: self.ready,
                            self.metrics.render)
+        self.metrics.gc.install()
         try:
             self._check_topics()
             self._producer = self._make_producer()
@@ -187,6 +190,7 @@ class Worker:
             self._close(web)
 
     def _close(self, web: StatusServer) -> None:
+        self.metrics.gc.uninstall()
         web.stop()
         if self._consumer is not None:
             try:
@@ -723,7 +727,9 @@ class Worker:
     # -- gauges ------------------------------------------------------------------------
 
     def _refresh_gauges(self) -> None:
-        self._gauges_due = time.monotonic() + GAUGE_INTERVAL_S
+        now = time.monotonic()
+        self._gauges_due = now + GAUGE_INTERVAL_S
+        self._heap.tick(now)
         self.metrics.workspaces_cached = self.processor.workspaces_cached()
         self.metrics.store_keys = self.store.estimated_keys()
         self.metrics.queued = self.aligner.total_queued()
