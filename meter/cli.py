@@ -31,6 +31,10 @@ def main() -> None:
     """Entry point: user errors print one clear line and exit 2, never a traceback."""
     try:
         app()
-    except (UserError, SettingsError) as exc:
+    except SettingsError as exc:
+        for problem in exc.problems:  # one line each
+            typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except UserError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
