@@ -11,7 +11,7 @@ import sys
 import typer
 
 from dashboard import cli as dashboard
-from meter.commands import alerts, demo, events, infra, replay, sink, streams
+from meter.commands import alerts, deadletter, demo, events, infra, replay, sink, streams
 from meter.errors import UserError
 from meter.settings import SettingsError
 
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for area in (infra, events, replay, streams, alerts, sink, dashboard, demo):
+for area in (infra, events, replay, streams, alerts, sink, dashboard, demo, deadletter):
     area.register(app)
 
 
