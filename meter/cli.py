@@ -11,7 +11,17 @@ import sys
 import typer
 
 from dashboard import cli as dashboard
-from meter.commands import alerts, deadletter, demo, events, infra, replay, sink, streams
+from meter.commands import (
+    alerts,
+    deadletter,
+    demo,
+    events,
+    infra,
+    replay,
+    sink,
+    streams,
+    supervise,
+)
 from meter.errors import UserError
 from meter.settings import SettingsError
 
@@ -23,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for area in (infra, events, replay, streams, alerts, sink, dashboard, demo, deadletter):
+for area in (supervise, infra, events, replay, streams, alerts, sink, dashboard, demo,
+             deadletter):
     area.register(app)
 
 

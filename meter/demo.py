@@ -332,6 +332,7 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
                     groups: tuple[str, ...] = ("worker", "alerts", "sink"),
                     timeout_s: float = 300.0) -> None:
     """Until the named services committed every offset of their input topics."""
+    from meter.topic_reader import group_lag
     from streams.worker import INPUT_TOPICS
 
     inputs = {
@@ -342,28 +343,12 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
     chosen = dict(inputs[name] for name in groups)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        behind = Counter({group.rsplit(".", 1)[-1]: _behind(settings, group, topics)
+        behind = Counter({group.rsplit(".", 1)[-1]: group_lag(settings, group, topics)
                           for group, topics in chosen.items()})
         if sum(behind.values()) == 0:
             return
         say("waiting: " + ", ".join(f"{g} {n:,} behind" for g, n in behind.items() if n))
         time.sleep(1.0)
-
-
-def _behind(settings: Settings, group: str, topics: tuple[str, ...]) -> int:
-    """About how many records ``group`` has still to process on ``topics``.
-
-    On the worker's transactional outputs a committed offset may stay below the end for
-    good: a trailing commit marker is never delivered, so never committed past. A
-    partition counts only if a committed record lies at or after the group's offset.
-    """
-    from meter.topic_reader import committed_offsets, end_offsets, unread_partitions
-
-    ends = end_offsets(settings, topics)
-    done = committed_offsets(settings, group, ends)
-    starts = {tp: done[tp] or 0 for tp, end in ends.items() if end > (done[tp] or 0)}
-    unread = unread_partitions(settings, starts) if starts else set()
-    return sum(ends[tp] - starts[tp] for tp in unread)  # markers count: an estimate
 
 
 def _summary(settings: Settings, published: int, rejected: int, smtp: Any, hooks: Any,

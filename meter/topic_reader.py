@@ -206,3 +206,17 @@ def unread_partitions(settings: Settings, starts: dict[TopicPart, int],
     finally:
         consumer.close()
     return found
+
+
+def group_lag(settings: Settings, group: str, bases: tuple[str, ...]) -> int:
+    """About how many records ``group`` has still to process on the topics ``bases``.
+
+    On the worker's transactional outputs a committed offset may stay below the end for
+    good: a trailing commit marker is never delivered, so never committed past. A
+    partition counts only if a committed record lies at or after the group's offset.
+    """
+    ends = end_offsets(settings, bases)
+    done = committed_offsets(settings, group, ends)
+    starts = {tp: done[tp] or 0 for tp, end in ends.items() if end > (done[tp] or 0)}
+    unread = unread_partitions(settings, starts) if starts else set()
+    return sum(ends[tp] - starts[tp] for tp in unread)  # markers count: an estimate
