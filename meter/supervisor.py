@@ -32,7 +32,7 @@ import httpx
 import orjson
 
 from meter.errors import UserError
-from meter.ports import free_port_pair, port_or_free
+from meter.ports import free_port, free_port_pair, port_or_free
 from meter.settings import Settings
 
 Say = Callable[[str], None]
@@ -237,9 +237,9 @@ def _choose_ports(settings: Settings, workers: int, state: RunState | None) -> d
             chosen[name] = before.port  # runs: keeps its port
             continue
         want = before.port if before is not None else default
-        port = port_or_free(want)
+        port = port_or_free(want) if want else free_port()  # 0: any free port
         while port in chosen.values():
-            port = port_or_free(0)
+            port = free_port()
         chosen[name] = port
     return chosen
 
@@ -295,8 +295,13 @@ class UpResult:
     token_file: Path | None
 
 
-def up(settings: Settings, workers: int = 1, say: Say = lambda _: None) -> UpResult:
-    """Start whatever of the stack is not running; see the module docstring."""
+def up(settings: Settings, workers: int = 1, say: Say = lambda _: None,
+       extra_env: dict[str, str | None] | None = None) -> UpResult:
+    """Start whatever of the stack is not running; see the module docstring.
+
+    ``extra_env`` adds settings for every service (None removes one from the
+    environment they inherit), e.g. the demo's local SMTP server.
+    """
     from deploy.topics import create_topics
 
     if workers < 1:
@@ -335,8 +340,12 @@ def up(settings: Settings, workers: int = 1, say: Say = lambda _: None) -> UpRes
         if record.name.startswith("worker-"):
             env["METER_DATA_DIR"] = str(data / "workers" / record.name)
             env["METER_WORKER_WEB_PORT"] = str(record.port)
+        extra = extra_env or {}
+        env.update({k: v for k, v in extra.items() if v is not None})
         record.env = env
-        full_env = {**os.environ, **env, "METER_API_TOKEN": token}
+        full_env = {k: v for k, v in os.environ.items() if extra.get(k, "") is not None}
+        full_env.update(env)
+        full_env["METER_API_TOKEN"] = token
         record.pid = spawn(record.name, record.command, full_env,
                            logs_dir(settings) / f"{record.name}.log")
         if before is not None:
