@@ -5,8 +5,8 @@ original key, through the platform publisher (idempotent, murmur2_random), so th
 worker processes it on the normal path: counted once if its cause is gone, deduplicated
 by S6 if it was counted already, dead-lettered again (a new dead letter) if not.
 
-What a replay sent is recorded on ``usage.deadletter.replays`` (JSON, keyed by the dead
-letter's ``partition:offset`` on ``usage.deadletter``) after the re-published records
+What a replay sent is recorded on ``usage.deadletter.replays`` (JSON naming the dead
+letter's ``partition:offset`` on ``usage.deadletter``, keyed like it) after the re-published records
 were acknowledged. A crash between the two leaves records sent but not noted: a later
 replay sends them again, which S6 makes harmless.
 """
@@ -223,7 +223,7 @@ def replay(settings: Settings, letters: list[Letter],
         publisher.flush()  # acknowledged before they are noted as sent
         now = int(time.time() * 1000)
         for letter in chosen:
-            publisher.produce(REPLAYS_TOPIC, letter.ref.encode(), orjson.dumps({
+            publisher.produce(REPLAYS_TOPIC, letter.key, orjson.dumps({
                 "deadletter": letter.ref, "reason": letter.reason,
                 "workspace": letter.workspace, "source_topic": letter.source_topic,
                 "source_partition": letter.source_partition,

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=4, ge=1,
                                   description="partitions of co-partitioned topics")
     kafka_replication: int = Field(default=1, ge=1)
-    kafka_version: str = Field(default="4.4.0", pattern=r"^\d+\.\d+\.\d+$",
+    kafka_version: str = Field(default="4.4.0", pattern=r"^\d+\.\d+\.\d+(-[A-Za-z0-9.-]+)?$",
                                description="Apache Kafka version for deploy/")
     kafka_controller_port: int = Field(default=0, ge=0, le=65535,
                                        description="0: broker port + 1")
