@@ -388,12 +388,18 @@ def status(settings: Settings) -> tuple[RunState | None, list[ServiceStatus]]:
     state = load_state(settings)
     if state is None:
         return None, []
+    from deploy import kafka_local
+
     on_broker = settings.model_copy(update={"kafka_bootstrap": state.bootstrap})
-    rows = []
+    answering = kafka_local.metadata_ok(state.bootstrap)
+    broker_pid = kafka_local.read_pid(kafka_local.kafka_paths(on_broker)) \
+        if state.kafka_started else None
+    rows = [ServiceStatus("kafka", broker_pid, answering or broker_pid is not None,
+                          answering, answering, None, state.bootstrap)]
     lags: dict[str, int | None] = {}
     for record in state.services.values():
         running = is_service(record.pid)
-        if record.group is not None and record.group not in lags:
+        if record.group is not None and record.group not in lags and answering:
             try:
                 lags[record.group] = group_lag(on_broker, record.group, tuple(record.inputs))
             except Exception:  # the broker is down: no lag to show

@@ -64,7 +64,13 @@ def status() -> None:
                       "yes" if row.ready else "[yellow]no[/]",
                       "-" if row.lag is None else f"{row.lag:,}", row.url)
     out.print(table)
-    dead = [row.name for row in rows if not row.running]
+    broker = rows[0]
+    if not broker.healthy:
+        console.print(f"[red]Kafka does not answer at {state.bootstrap}[/]"
+                      + ("; `meter up` starts it again" if state.kafka_started else ""))
+    dead = [row.name for row in rows[1:] if not row.running]
+    if not broker.healthy and not dead:
+        raise typer.Exit(1)
     if dead:
         console.print(f"[red]not running:[/] {', '.join(dead)}; `meter up` starts them again "
                       f"(logs in {supervisor.logs_dir(settings)})")
