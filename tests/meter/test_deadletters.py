@@ -83,7 +83,8 @@ def test_a_dead_letter_replayed_after_its_cause_is_gone_counts_once(
         meter_settings: Settings, tmp_path: Path) -> None:
     """A producer whose clock ran 5 min 8 s ahead: its event is dead-lettered as
     time_out_of_range (S5). Once its time has come (the fix), a replay re-publishes the
-    original bytes and the worker counts them; replaying again changes nothing."""
+    original bytes and the worker counts them; replaying again changes nothing. A
+    cycle_closed letter, which no fix reopens, replays harmlessly."""
     settings = meter_settings
     now = int(time.time() * 1000)
     ahead = now + 5 * MINUTE + 8_000
@@ -96,6 +97,15 @@ def test_a_dead_letter_replayed_after_its_cause_is_gone_counts_once(
                            "timezone": "UTC", "limits": {"ai_tokens": 1_000_000},
                            "owners": ["ops@w1.example"]})
         publisher.publish({**tokens, "input_tokens": 100, "occurred_at": now})
+        # w2: an event of a cycle long closed (S4), after one of the current cycle
+        publisher.publish({"type": "plan", "workspace_id": "w2", "occurred_at": now - MINUTE,
+                           "plan": "team", "cycle_anchor": now - 10 * MINUTE,
+                           "timezone": "UTC", "limits": {"ai_tokens": 1_000_000},
+                           "owners": ["ops@w2.example"]})
+        publisher.publish({**tokens, "workspace_id": "w2", "input_tokens": 7,
+                           "occurred_at": now})
+        publisher.publish({**tokens, "workspace_id": "w2", "input_tokens": 70,
+                           "occurred_at": now - 70 * 24 * 60 * MINUTE})
         # validated without a clock (as a producer with a wrong one would)
         publisher.publish_valid(validate("tokens", {**tokens, "input_tokens": 50,
                                                     "event_id": "ahead-1",
@@ -103,8 +113,9 @@ def test_a_dead_letter_replayed_after_its_cause_is_gone_counts_once(
     with running_worker(settings, tmp_path / "worker.log") as worker:
         wait_caught_up(settings, proc=worker)
         assert _tokens_used(settings, "w1") == 100
-        [letter] = _letters(settings)
-        assert letter["reason"] == "time_out_of_range"
+        assert _tokens_used(settings, "w2") == 7
+        assert sorted(r["reason"] for r in _letters(settings)) == [
+            "cycle_closed", "time_out_of_range"]
         listed = _meter(settings, "deadletter", "list").stdout
         assert "time_out_of_range" in listed and "usage.tokens" in listed
         [shown] = [orjson.loads(line) for line in _meter(
@@ -118,7 +129,7 @@ def test_a_dead_letter_replayed_after_its_cause_is_gone_counts_once(
         assert "re-published 1 dead letter(s)" in first.stderr
         wait_caught_up(settings, proc=worker)
         assert _tokens_used(settings, "w1") == 150
-        assert len(_letters(settings)) == 1  # counted, not dead-lettered again
+        assert len(_letters(settings)) == 2  # counted, not dead-lettered again
 
         second = _meter(settings, "deadletter", "replay", "--reason", "time_out_of_range")
         assert "re-published 0 dead letter(s)" in second.stderr
@@ -128,10 +139,19 @@ def test_a_dead_letter_replayed_after_its_cause_is_gone_counts_once(
         assert "re-published 1 dead letter(s)" in forced.stderr
         wait_caught_up(settings, proc=worker)
         assert _tokens_used(settings, "w1") == 150  # S6: the repeat was dropped
-        assert len(_letters(settings)) == 1
+        assert len(_letters(settings)) == 2
+
+        # A closed cycle never reopens (S12): replayed, w2's letter comes back as a new
+        # dead letter, and no total moves.
+        closed = _meter(settings, "deadletter", "replay", "--reason", "cycle_closed")
+        assert "re-published 1 dead letter(s)" in closed.stderr
+        wait_caught_up(settings, proc=worker)
+        assert (_tokens_used(settings, "w1"), _tokens_used(settings, "w2")) == (150, 7)
+        assert sorted(r["reason"] for r in _letters(settings)) == [
+            "cycle_closed", "cycle_closed", "time_out_of_range"]
 
         [shown] = [orjson.loads(line) for line in _meter(
-            settings, "deadletter", "show").stdout.splitlines()]
+            settings, "deadletter", "show", "--reason", "time_out_of_range").stdout.splitlines()]
         assert len(shown["replayed_at"]) == 2
         rows = [line for line in _meter(settings, "deadletter", "list").stdout.splitlines()
                 if "time_out_of_range" in line]
