@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean faults-report
+.PHONY: demo up down test lint setup clean faults-report
 
 setup: $(STAMP)
 
@@ -20,6 +20,13 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/meter demo --keep-running $(ARGS)
+
+# The stack in the background (`meter up`), and stopping it (`meter down`).
+up: $(STAMP)
+	$(VENV)/bin/meter up $(ARGS)
+
+down: $(STAMP)
+	$(VENV)/bin/meter down
 
 # pytest exits 5 when it collected nothing: that is a failure here, said out loud.
 test: $(STAMP)

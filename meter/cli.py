@@ -11,7 +11,17 @@ import sys
 import typer
 
 from dashboard import cli as dashboard
-from meter.commands import alerts, demo, events, infra, replay, sink, streams
+from meter.commands import (
+    alerts,
+    deadletter,
+    demo,
+    events,
+    infra,
+    replay,
+    sink,
+    streams,
+    supervise,
+)
 from meter.errors import UserError
 from meter.settings import SettingsError
 
@@ -23,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for area in (infra, events, replay, streams, alerts, sink, dashboard, demo):
+for area in (supervise, infra, events, replay, streams, alerts, sink, dashboard, demo,
+             deadletter):
     area.register(app)
 
 
@@ -31,6 +42,10 @@ def main() -> None:
     """Entry point: user errors print one clear line and exit 2, never a traceback."""
     try:
         app()
-    except (UserError, SettingsError) as exc:
+    except SettingsError as exc:
+        for problem in exc.problems:  # one line each
+            typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except UserError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)

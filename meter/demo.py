@@ -13,19 +13,14 @@ removed), so a second run starts clean and never sees the first one's events.
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,79 +29,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from meter import supervisor
 from meter.errors import UserError
-from meter.ports import free_port, port_or_free
+from meter.ports import free_port
 from meter.settings import Settings, load_settings
 
 console = Console(stderr=True)
 
 
-@dataclass
-class Service:
-    name: str
-    command: list[str]
-    health_url: str
-    proc: subprocess.Popen[bytes] | None = None
-    log: Path | None = None
-
-
-@dataclass
-class DemoRun:
-    settings: Settings
-    env: dict[str, str]
-    run_dir: Path
-    services: list[Service] = field(default_factory=list)
-
-    def start(self, service: Service) -> None:
-        service.log = self.run_dir / "logs" / f"{service.name}.log"
-        service.log.parent.mkdir(parents=True, exist_ok=True)
-        with service.log.open("ab") as out:
-            service.proc = subprocess.Popen(
-                [sys.executable, "-m", "meter.cli_entry", *service.command], env=self.env,
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        self.services.append(service)
-
-    def wait_healthy(self, service: Service, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert service.proc is not None
-            if service.proc.poll() is not None:
-                raise UserError(f"{service.name} exited during start-up "
-                                f"(exit {service.proc.returncode}); its log:\n"
-                                + _tail(service.log))
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(service.health_url, timeout=1).status_code < 500:
-                    return
-            time.sleep(0.3)
-        raise UserError(f"{service.name} did not answer {service.health_url} within "
-                        f"{timeout_s:.0f} s; its log:\n" + _tail(service.log))
-
-    def stop_all(self) -> None:
-        for service in reversed(self.services):
-            if service.proc is not None and service.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(service.proc.pid, signal.SIGTERM)
-        for service in reversed(self.services):
-            if service.proc is None:
-                continue
-            try:
-                service.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(service.proc.pid, signal.SIGKILL)
-                service.proc.wait()
-
-
-def _tail(log: Path | None, lines: int = 20) -> str:
-    if log is None or not log.exists():
-        return "(no log)"
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
 def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool) -> None:
     from deploy import kafka_local
-    from deploy.topics import create_topics
     from meter.demo_receivers import SmtpReceiver, WebhookReceiver
     from meter.workload import Drive, Workload
 
@@ -130,36 +62,20 @@ def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool
     else:
         console.print(f"using the Kafka broker that answers at {base.kafka_bootstrap}")
     token = secrets.token_hex(16)
-    # The configured ports when free (so a person finds the usual URLs), else any.
-    ports = {
-        "worker": port_or_free(base.worker_web_port), "api": port_or_free(base.api_port),
-        "sink": port_or_free(base.sink_port), "alerts": port_or_free(base.alerts_metrics_port),
-        "dashboard": port_or_free(base.dashboard_port), "smtp": free_port(),
-        "hooks": free_port(),
-    }
+    # The services take the configured ports when free (so a person finds the usual
+    # URLs), else any: `meter up`'s supervisor starts them, as background services of
+    # this run's data folder (`METER_DATA_DIR=<run> meter status` shows them).
     settings = load_settings(
         data_dir=run_dir, kafka_bootstrap=base.kafka_bootstrap, topic_prefix=f"demo{stamp}.",
         kafka_partitions=base.kafka_partitions, api_token=token,
     )
-    create_topics(settings)
-    env = dict(os.environ)
-    env.update({
-        "METER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "METER_TOPIC_PREFIX": settings.topic_prefix,
-        "METER_KAFKA_PARTITIONS": str(settings.kafka_partitions),
-        "METER_DATA_DIR": str(run_dir),
-        "METER_API_TOKEN": token,
-        "METER_API_PORT": str(ports["api"]),
-        "METER_WORKER_WEB_PORT": str(ports["worker"]),
-        "METER_SINK_PORT": str(ports["sink"]),
-        "METER_ALERTS_METRICS_PORT": str(ports["alerts"]),
-        "METER_DASHBOARD_PORT": str(ports["dashboard"]),
+    smtp_port, hooks_port = free_port(), free_port()
+    extra_env: dict[str, str | None] = {
         "METER_SMTP_HOST": "127.0.0.1",
-        "METER_SMTP_PORT": str(ports["smtp"]),
-        "METER_DELIVERY_ALLOW_HOSTS": '["127.0.0.1"]',
-    })
-    env.pop("METER_CLICKHOUSE_URL", None)
-    run = DemoRun(settings, env, run_dir)
+        "METER_SMTP_PORT": str(smtp_port),
+        "METER_DELIVERY_ALLOW_HOSTS": "127.0.0.1",
+        "METER_CLICKHOUSE_URL": None,  # the demo's own embedded store
+    }
 
     now_ms = int(time.time() * 1000)
     ids = [f"w{i:04d}" for i in range(1, workspaces + 1)]
@@ -169,54 +85,47 @@ def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool
                         span_days=2.0, now_ms=now_ms - 60_000, drive=drives)
     hook_secrets = {ws: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
                     for ws in ids}
-    smtp = SmtpReceiver(ports["smtp"])
-    hooks = WebhookReceiver(ports["hooks"], hook_secrets)
+    smtp = SmtpReceiver(smtp_port)
+    hooks = WebhookReceiver(hooks_port, hook_secrets)
     smtp.start()
     hooks.start()
     try:
-        services = [
-            Service("worker", ["worker"], f"http://127.0.0.1:{ports['worker']}/healthz"),
-            Service("api", ["api"], f"http://127.0.0.1:{ports['api']}/healthz"),
-            Service("alerts", ["alerts"], f"http://127.0.0.1:{ports['alerts']}/metrics"),
-            Service("sink", ["sink"], f"http://127.0.0.1:{ports['sink']}/healthz"),
-        ]
-        with console.status("starting the worker, check API, alerting consumer and sink"):
-            for service in services:
-                run.start(service)
-            for service in services:
-                run.wait_healthy(service)
-        dashboard = Service("dashboard", ["dashboard"], f"http://127.0.0.1:{ports['dashboard']}/")
-        run.start(dashboard)
-        run.wait_healthy(dashboard)
+        with console.status("starting the worker, check API, alerting consumer, sink and "
+                            "dashboard") as status:
+            result = supervisor.up(settings, 1, say=status.update, extra_env=extra_env)
+        ports = {name: record.port for name, record in result.state.services.items()}
 
         api = f"http://127.0.0.1:{ports['api']}"
-        published, rejected, topup = _publish(settings, workload, hook_secrets, hooks, api,
-                                              token)
+        published, rejected, topup, rearm_causes = _publish(settings, workload, hook_secrets,
+                                                            hooks, api, token)
         with console.status("waiting for the worker, alerts and sink to catch up") as status:
             # Twice, a few seconds apart: aggregates leave the worker on a 1 s timer and
             # deliveries are recorded after the crossings that caused them.
             for _ in range(2):
                 _wait_processed(settings, status.update)
                 time.sleep(3.0)
-        summary = _summary(settings, published, rejected, smtp, hooks, topup)
+        summary = _summary(settings, published, rejected, smtp, hooks, topup, rearm_causes)
         console.print(summary)
         url = f"http://127.0.0.1:{ports['dashboard']}/"
-        console.print(f"\n[bold green]Dashboard:[/] {url}   (workspaces {ids[0]} .. {ids[-1]})")
-        console.print(f"Check API: http://127.0.0.1:{ports['api']}/v1/check "
-                      f"(Authorization: Bearer {token})")
-        console.print(f"Logs: {run_dir / 'logs'}; ready in {time.monotonic() - started:.0f} s")
+        # soft_wrap: a URL or a token cut at the terminal's width cannot be copied whole
+        console.print(f"\n[bold green]Dashboard:[/] {url}   (workspaces {ids[0]} .. {ids[-1]})",
+                      soft_wrap=True)
+        console.print(f"Check API: {api}/v1/check", soft_wrap=True)
+        console.print(f"Authorization: Bearer {token}", soft_wrap=True)
+        console.print(f"Logs: {supervisor.logs_dir(settings)}; ready in "
+                      f"{time.monotonic() - started:.0f} s", soft_wrap=True)
         if keep_running:
             console.print("Running until Ctrl-C.")
-            while all(s.proc is not None and s.proc.poll() is None for s in run.services):
+            records = list(result.state.services.values())
+            while all(supervisor.alive(r.pid) for r in records):
                 time.sleep(1)
-            dead = [s.name for s in run.services
-                    if s.proc is not None and s.proc.poll() is not None]
-            raise UserError(f"{', '.join(dead)} stopped; logs in {run_dir / 'logs'}")
+            dead = [r.name for r in records if not supervisor.alive(r.pid)]
+            raise UserError(f"{', '.join(dead)} stopped; logs in {supervisor.logs_dir(settings)}")
     except KeyboardInterrupt:
         console.print("\nstopping (Ctrl-C)")
     finally:
         with console.status("stopping the services"):
-            run.stop_all()
+            supervisor.down(settings)
             smtp.stop()
             hooks.stop()
             if started_kafka:
@@ -227,8 +136,47 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+@dataclass(frozen=True)
+class RearmCauses:
+    """What may have re-armed a threshold (S10), to group the summary's #2 arms."""
+
+    topup: tuple[str, str]  # (workspace, quota) of the demo's top-up
+    plan_changes: frozenset[tuple[str, str]]  # (workspace, quota) whose limit a plan raised
+
+    def cause(self, workspace: str, quota: str) -> str:
+        if (workspace, quota) == self.topup:
+            return "top-up"
+        if (workspace, quota) in self.plan_changes:
+            return "plan change"
+        if quota in ("storage_bytes", "machines"):
+            return "gauge fell back"
+        return "other"
+
+
+def _plan_changes(objects: list[dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    """(workspace, quota) pairs whose limit a later plan event raised."""
+    from schemas.validation import parse_rfc3339_ms
+
+    def at(obj: dict[str, Any]) -> int:
+        value = obj.get("occurred_at") or 0
+        return parse_rfc3339_ms(value) if isinstance(value, str) else int(value)
+
+    limits: dict[str, dict[str, Any]] = {}
+    raised = set()
+    for obj in sorted((o for o in objects if o["type"] == "plan"), key=at):
+        before = limits.get(obj["workspace_id"])
+        after = obj.get("limits") or {}
+        if before is not None:
+            for quota, limit in after.items():
+                old = before.get(quota)
+                if old is not None and (limit is None or limit > old):
+                    raised.add((obj["workspace_id"], quota))
+        limits[obj["workspace_id"]] = after
+    return frozenset(raised)
+
+
 def _publish(settings: Settings, workload: Any, hook_secrets: dict[str, str], hooks: Any,
-             api: str, token: str) -> tuple[int, int, str]:
+             api: str, token: str) -> tuple[int, int, str, RearmCauses]:
     """Publish in the order a platform lives it, letting the worker catch up between
     phases (topics are not ordered against each other, S1): plans, alert settings,
     the usage, a top-up that re-arms, and the usage that fires again."""
@@ -299,7 +247,9 @@ def _publish(settings: Settings, workload: Any, hook_secrets: dict[str, str], ho
                                "output_tokens": 0, "surface": "agent"}))
         publisher.flush()
     published_log.close()
-    return published + 2 + len(control), rejected, f"{first.workspace} {first.quota} +{amount:,}"
+    causes = RearmCauses((first.workspace, first.quota), _plan_changes(objects))
+    return (published + 2 + len(control), rejected,
+            f"{first.workspace} {first.quota} +{amount:,}", causes)
 
 
 def _usage_now(api: str, token: str, workspace: str, quota: str) -> tuple[int, int]:
@@ -332,6 +282,7 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
                     groups: tuple[str, ...] = ("worker", "alerts", "sink"),
                     timeout_s: float = 300.0) -> None:
     """Until the named services committed every offset of their input topics."""
+    from meter.topic_reader import group_lag
     from streams.worker import INPUT_TOPICS
 
     inputs = {
@@ -342,7 +293,7 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
     chosen = dict(inputs[name] for name in groups)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        behind = Counter({group.rsplit(".", 1)[-1]: _behind(settings, group, topics)
+        behind = Counter({group.rsplit(".", 1)[-1]: group_lag(settings, group, topics)
                           for group, topics in chosen.items()})
         if sum(behind.values()) == 0:
             return
@@ -350,24 +301,8 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
         time.sleep(1.0)
 
 
-def _behind(settings: Settings, group: str, topics: tuple[str, ...]) -> int:
-    """About how many records ``group`` has still to process on ``topics``.
-
-    On the worker's transactional outputs a committed offset may stay below the end for
-    good: a trailing commit marker is never delivered, so never committed past. A
-    partition counts only if a committed record lies at or after the group's offset.
-    """
-    from meter.topic_reader import committed_offsets, end_offsets, unread_partitions
-
-    ends = end_offsets(settings, topics)
-    done = committed_offsets(settings, group, ends)
-    starts = {tp: done[tp] or 0 for tp, end in ends.items() if end > (done[tp] or 0)}
-    unread = unread_partitions(settings, starts) if starts else set()
-    return sum(ends[tp] - starts[tp] for tp in unread)  # markers count: an estimate
-
-
 def _summary(settings: Settings, published: int, rejected: int, smtp: Any, hooks: Any,
-             topup: str) -> Table:
+             topup: str, causes: RearmCauses) -> Table:
     """What happened, from the real topics and the local receivers."""
     from meter.topic_reader import read_all
 
@@ -382,8 +317,18 @@ def _summary(settings: Settings, published: int, rejected: int, smtp: Any, hooks
     table.add_row("bad events sent on purpose", f"{rejected:,}")
     table.add_row("dead letters (with reasons)", f"{len(letters):,}")
     table.add_row("threshold crossings", f"{len({c['alert_id'] for c in crossings}):,}")
-    rearmed = sorted({c["alert_id"].split("/", 2)[2] for c in crossings if "#" in c["alert_id"]})
-    table.add_row(f"top-up {topup}: re-armed", ", ".join(rearmed) or "none")
+    by_cause: dict[str, set[str]] = {}
+    for c in crossings:
+        if c["arm"] > 1:  # "w0001 ai_tokens/80#2", under what re-armed it (S10)
+            shown = f"{c['workspace_id']} {c['quota']}/{c['threshold']}#{c['arm']}"
+            by_cause.setdefault(causes.cause(c["workspace_id"], c["quota"]), set()).add(shown)
+    titles = {"top-up": f"re-armed by the top-up ({topup})",
+              "plan change": "re-armed by a plan raising a limit",
+              "gauge fell back": "re-armed as a gauge fell back under 75 %",
+              "other": "re-armed otherwise"}
+    for cause, title in titles.items():
+        if cause in by_cause or cause == "top-up":
+            table.add_row(title, ", ".join(sorted(by_cause.get(cause, ()))) or "none")
     for (channel, status), n in sorted(deliveries.items()):
         table.add_row(f"deliveries: {channel} {status}", f"{n:,}")
     table.add_row("emails received (local SMTP)", f"{len(smtp.inbox.messages):,}")

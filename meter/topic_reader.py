@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
 
 TopicPart = tuple[str, int]  # (real topic, partition)
+RawRecord = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
 
 
 def reader_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
@@ -140,24 +141,22 @@ def _consume_until(consumer: Consumer, progress: ReadProgress, done: Callable[[]
                 on_record(msg)
 
 
-def read_all(settings: Settings, base: str, timeout_s: float = 30.0
-             ) -> list[tuple[bytes | None, dict[str, Any]]]:
-    """Every committed record of a topic up to its current end, decoded: [(key, record)].
+def read_raw(settings: Settings, base: str, timeout_s: float = 30.0) -> list[RawRecord]:
+    """Every committed record of a topic up to its current end, undecoded, with where it
+    lies: [(partition, offset, key, value)] (tombstones have value None).
 
     The end is where each partition raises ``_PARTITION_EOF``: past any trailing
     transaction marker, and at the last stable offset while a transaction is open.
-    Tombstones are skipped. Raises ``TimeoutError`` if the end is not reached in time.
+    Raises ``TimeoutError`` if the end is not reached in time.
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     topic = settings.topic(base)
     consumer = Consumer(reader_config(settings, f"meter-reader-{uuid.uuid4()}"))
-    out: list[tuple[bytes | None, dict[str, Any]]] = []
+    out: list[RawRecord] = []
 
     def keep(msg: Message) -> None:
-        value = msg.value()
-        if value is not None:
-            out.append((msg.key(), decode_record(value)[1]))
+        out.append((int(msg.partition() or 0), int(msg.offset() or 0), msg.key(), msg.value()))
 
     try:
         parts = partitions(consumer, topic)
@@ -168,6 +167,16 @@ def read_all(settings: Settings, base: str, timeout_s: float = 30.0
     finally:
         consumer.close()
     return out
+
+
+def read_all(settings: Settings, base: str, timeout_s: float = 30.0
+             ) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """Every committed record of a topic up to its current end, decoded: [(key, record)].
+
+    Tombstones are skipped (see ``read_raw``).
+    """
+    return [(key, decode_record(value)[1])
+            for _, _, key, value in read_raw(settings, base, timeout_s) if value is not None]
 
 
 def unread_partitions(settings: Settings, starts: dict[TopicPart, int],
@@ -197,3 +206,17 @@ def unread_partitions(settings: Settings, starts: dict[TopicPart, int],
     finally:
         consumer.close()
     return found
+
+
+def group_lag(settings: Settings, group: str, bases: tuple[str, ...]) -> int:
+    """About how many records ``group`` has still to process on the topics ``bases``.
+
+    On the worker's transactional outputs a committed offset may stay below the end for
+    good: a trailing commit marker is never delivered, so never committed past. A
+    partition counts only if a committed record lies at or after the group's offset.
+    """
+    ends = end_offsets(settings, bases)
+    done = committed_offsets(settings, group, ends)
+    starts = {tp: done[tp] or 0 for tp, end in ends.items() if end > (done[tp] or 0)}
+    unread = unread_partitions(settings, starts) if starts else set()
+    return sum(ends[tp] - starts[tp] for tp in unread)  # markers count: an estimate

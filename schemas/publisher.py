@@ -262,12 +262,17 @@ class Publisher:
             )
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Flush, then stop the report thread. Raises ``PublishError`` like ``flush``."""
+        """Flush, stop the report thread, close the producer's connections (a producer
+        left to the garbage collector logs connection failures once the broker stops).
+        Raises ``PublishError`` like ``flush``; a second call does nothing."""
+        if self._closed.is_set():
+            return
         try:
             self.flush(timeout_s)
         finally:
             self._closed.set()
             self._poller.join()
+            self._producer.close()
 
     def __enter__(self) -> Publisher:
         return self

@@ -159,7 +159,7 @@ def publish(
                   f"{total_s:.2f}s ({(sent + rejected) / max(total_s, 1e-9):,.0f} lines/s)")
     if rejected:
         console.print(f"[red]rejected lines[/] (line, reason, detail) are in {rejects_path}; "
-                      "fix those lines of {file} and publish them again")
+                      f"fix those lines of {file} and publish them again")
         raise typer.Exit(1)
 
 

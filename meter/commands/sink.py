@@ -62,10 +62,11 @@ def sink(
 
 @contextmanager
 def _reads() -> Iterator[Reads]:
+    from meter.supervisor import with_running_sink
     from sinks.reads import open_reads
     from sinks.store import StoreUnavailable
 
-    settings = get_settings()
+    settings = with_running_sink(get_settings())
     try:
         with open_reads(settings) as reads:
             yield reads

@@ -28,7 +28,8 @@ def test_every_topic_exists_with_its_partitions_and_cleanup_policy(
     admin = AdminClient({"bootstrap.servers": meter_settings.kafka_bootstrap})
     topics = admin.list_topics(timeout=10).topics
     specs = topic_specs(meter_settings)
-    assert len(specs) == 18  # 16 of DESIGN.md and the worker's two changelogs
+    # 16 of DESIGN.md, the worker's two changelogs, the dead-letter replay log
+    assert len(specs) == 19
     resources = [ConfigResource("topic", meter_settings.topic(s.name)) for s in specs]
     configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
     for spec in specs:
@@ -106,3 +107,19 @@ def test_start_fails_clearly_when_jars_cannot_be_resolved(tmp_path: Path) -> Non
     with pytest.raises(kafka_local.KafkaStartError, match="could not resolve Kafka"):
         kafka_local.ensure_jars(settings)
     assert not (tmp_path / "cache" / "kafka" / "0.0.0-does-not-exist" / "libs").exists()
+
+
+def test_a_broker_that_exits_during_start_up_names_the_cause_and_its_log(
+        tmp_path: Path) -> None:
+    from meter.ports import free_port_pair
+
+    # A heap no machine here can reserve: the JVM exits at once, after the storage format.
+    settings = load_settings(data_dir=tmp_path, kafka_heap="100000g",
+                             kafka_bootstrap=f"127.0.0.1:{free_port_pair()}")
+    with pytest.raises(kafka_local.KafkaStartError) as caught:
+        kafka_local.start(settings, timeout_s=60)
+    message = str(caught.value)
+    assert "the broker exited during start-up" in message
+    assert str(kafka_local.kafka_paths(settings).console_log) in message  # which log
+    assert "heap" in message.lower()  # the cause, from the log's tail
+    assert kafka_local.read_pid(kafka_local.kafka_paths(settings)) is None
