@@ -191,7 +191,7 @@ _VIEWS_V1: Final = (
 # latest (version, cycle_ends_at, plan). Kept by a materialized view on every insert into
 # usage_snapshots; ``max`` of tuples picks the highest version, so the rollup is
 # idempotent and versioned like the snapshot rows (a block written twice changes
-# nothing, a corrected row wins by its version). Reads take maxMap / max of the parts,
+# nothing, a corrected row wins by its version). Reads use FINAL (merging the parts),
 # exact before merges. Entry names are ``dimension|metric|key`` (key last: it is data).
 _ROLLUP_V3: Final = (
     """CREATE TABLE IF NOT EXISTS {db}.usage_cycles (

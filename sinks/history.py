@@ -5,8 +5,9 @@ Every query is parameterized (``{ws:String}``): a workspace id is data, never SQ
 ``usage_cycles`` (one row per workspace and cycle, sinks/ddl.py) with the workspace's
 plans; ``cycle`` (one cycle, for CSV export) and ``history_from_detail`` read the
 detail rows of ``usage_snapshots``. Both resolve the latest version of every value
-(``maxMap`` of (version, value) tuples, ``argMax(tuple(...), version)``), so they are
-exact before background merges, and they give the same cycles.
+(the rollup read with FINAL, which merges its parts' ``maxMap`` of (version, value)
+tuples; ``argMax(tuple(...), version)`` on the detail), so they are exact before
+background merges, and they give the same cycles.
 """
 
 from __future__ import annotations
@@ -72,11 +73,10 @@ SELECT toUnixTimestamp64Milli(cycle_start), toUnixTimestamp64Milli(head.2), head
         FROM (SELECT * FROM {db}.plans FINAL WHERE workspace_id = {{ws:String}}
               ORDER BY occurred_at, event_id))
 FROM (
-    SELECT cycle_start, maxMap(entries) AS entries, max(head) AS head,
+    SELECT cycle_start, entries, head,
            row_number() OVER (ORDER BY cycle_start DESC) AS newest
-    FROM {db}.usage_cycles
+    FROM {db}.usage_cycles FINAL
     WHERE workspace_id = {{ws:String}}
-    GROUP BY cycle_start
 )
 ORDER BY cycle_start
 """
