@@ -193,6 +193,8 @@ _VIEWS_V1: Final = (
 # idempotent and versioned like the snapshot rows (a block written twice changes
 # nothing, a corrected row wins by its version). Reads use FINAL (merging the parts),
 # exact before merges. Entry names are ``dimension|metric|key`` (key last: it is data).
+# Rows are large (every value of a cycle), so granules are small: a workspace's history
+# reads a granule or two, not thousands of other workspaces' rows.
 _ROLLUP_V3: Final = (
     """CREATE TABLE IF NOT EXISTS {db}.usage_cycles (
         workspace_id String,
@@ -200,7 +202,8 @@ _ROLLUP_V3: Final = (
         entries SimpleAggregateFunction(maxMap, Map(String, Tuple(UInt64, Nullable(Int64)))),
         head SimpleAggregateFunction(max, Tuple(UInt64, DateTime64(3, 'UTC'), Nullable(String)))
     ) ENGINE = AggregatingMergeTree
-    ORDER BY (workspace_id, cycle_start)""",
+    ORDER BY (workspace_id, cycle_start)
+    SETTINGS index_granularity = 16""",
     """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.usage_cycles_mv TO {db}.usage_cycles AS
     SELECT workspace_id, cycle_start,
            maxMap(map(concat(dimension, '|', metric, '|', key), tuple(version, value)))
