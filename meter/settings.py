@@ -103,6 +103,8 @@ class Settings(BaseSettings):
                                         description="bearer token for the check API")
     api_stale_after_s: float = Field(default=30.0, gt=0)
     api_stale_policy: StalePolicy = StalePolicy.FAIL_OPEN
+    api_workers: int = Field(default=1, ge=1, le=64,
+                             description="processes serving the check API's port")
     dashboard_host: str = Field(default="127.0.0.1", pattern=HOST_PATTERN)
     dashboard_port: int = Field(default=8080, ge=0, le=65535)
     sink_host: str = Field(default="127.0.0.1", pattern=HOST_PATTERN)

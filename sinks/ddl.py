@@ -186,9 +186,44 @@ _VIEWS_V1: Final = (
     SELECT * FROM {db}.alert_deliveries FINAL""",
 )
 
+# The history rollup: one row per (workspace, cycle) after merges, holding every
+# (dimension, metric, key) of the cycle with its latest (version, value), and the cycle's
+# latest (version, cycle_ends_at, plan). Kept by a materialized view on every insert into
+# usage_snapshots; ``max`` of tuples picks the highest version, so the rollup is
+# idempotent and versioned like the snapshot rows (a block written twice changes
+# nothing, a corrected row wins by its version). Reads use FINAL (merging the parts),
+# exact before merges. Entry names are ``dimension|metric|key`` (key last: it is data).
+# Rows are large (every value of a cycle), so granules are small: a workspace's history
+# reads a granule or two, not thousands of other workspaces' rows.
+_ROLLUP_V3: Final = (
+    """CREATE TABLE IF NOT EXISTS {db}.usage_cycles (
+        workspace_id String,
+        cycle_start DateTime64(3, 'UTC'),
+        entries SimpleAggregateFunction(maxMap, Map(String, Tuple(UInt64, Nullable(Int64)))),
+        head SimpleAggregateFunction(max, Tuple(UInt64, DateTime64(3, 'UTC'), Nullable(String)))
+    ) ENGINE = AggregatingMergeTree
+    ORDER BY (workspace_id, cycle_start)
+    SETTINGS index_granularity = 16""",
+    """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.usage_cycles_mv TO {db}.usage_cycles AS
+    SELECT workspace_id, cycle_start,
+           maxMap(map(concat(dimension, '|', metric, '|', key), tuple(version, value)))
+               AS entries,
+           max(tuple(version, cycle_ends_at, plan)) AS head
+    FROM {db}.usage_snapshots
+    GROUP BY workspace_id, cycle_start""",
+    # rows written before the view existed (harmless to repeat: max is idempotent)
+    """INSERT INTO {db}.usage_cycles
+    SELECT workspace_id, cycle_start,
+           maxMap(map(concat(dimension, '|', metric, '|', key), tuple(version, value))),
+           max(tuple(version, cycle_ends_at, plan))
+    FROM {db}.usage_snapshots
+    GROUP BY workspace_id, cycle_start""",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "tables", _TABLES_V1),
     Migration(2, "analyst views", _VIEWS_V1),
+    Migration(3, "history rollup", _ROLLUP_V3),
 )
 
 _MIGRATIONS_TABLE: Final = """CREATE TABLE IF NOT EXISTS {db}.schema_migrations (

@@ -1,8 +1,13 @@
 """History reads: the last N cycles of a workspace (or one cycle), from the store.
 
 Every query is parameterized (``{ws:String}``): a workspace id is data, never SQL.
-Reads resolve the latest snapshot version with ``argMax(tuple(...), version)``,
-so they are exact before background merges.
+``history`` (the CLI's and the dashboard's N cycles) is one query on the rollup
+``usage_cycles`` (one row per workspace and cycle, sinks/ddl.py) with the workspace's
+plans; ``cycle`` (one cycle, for CSV export) and ``history_from_detail`` read the
+detail rows of ``usage_snapshots``. Both resolve the latest version of every value
+(the rollup read with FINAL, which merges its parts' ``maxMap`` of (version, value)
+tuples; ``argMax(tuple(...), version)`` on the detail), so they are exact before
+background merges, and they give the same cycles.
 """
 
 from __future__ import annotations
@@ -55,6 +60,38 @@ GROUP BY metric
 """
 
 
+# Every cycle of the workspace with its latest head and values: in full for the newest
+# ``full`` cycles (the window of ``full`` cycles has no older cycle with data), only the
+# gauges' totals for older ones (carried into the window). Plans ride along as one column.
+# Names and values come as two flat arrays: clickhouse-connect decodes those faster than
+# a map of tuples.
+_ROLLUP: Final = """
+SELECT toUnixTimestamp64Milli(cycle_start), toUnixTimestamp64Milli(head.2), head.3, head.1,
+       mapKeys(shown), arrayMap(latest -> latest.2, mapValues(shown)),
+       (SELECT groupArray(tuple(toUnixTimestamp64Milli(occurred_at), plan,
+                                toUnixTimestamp64Milli(cycle_anchor), timezone,
+                                {limit_columns}))
+        FROM (SELECT * FROM {db}.plans FINAL WHERE workspace_id = {{ws:String}}
+              ORDER BY occurred_at, event_id))
+FROM (
+    SELECT cycle_start, head,
+           if(newest <= {{full:UInt32}}, entries,
+              mapFilter((name, latest) -> name IN {{gauge_names:Array(String)}}, entries))
+               AS shown
+    FROM (
+        SELECT cycle_start, entries, head,
+               row_number() OVER (ORDER BY cycle_start DESC) AS newest
+        FROM {db}.usage_cycles FINAL
+        WHERE workspace_id = {{ws:String}}
+    )
+)
+ORDER BY cycle_start
+"""
+
+ENTRY_SEPARATOR: Final = "|"  # rollup entry names: dimension|metric|key
+_GAUGE_NAMES: Final = [f"totals|{g}|" for g in GAUGES]
+
+
 class CycleNotFound(LookupError):
     """The workspace has no such cycle in its history."""
 
@@ -70,9 +107,44 @@ class HistoryReader:
             db=db, limit_columns=", ".join(f"limit_{q}" for q in QUOTAS))
         self._rows = _ROWS.format(db=db)
         self._gauges_before = _GAUGES_BEFORE.format(db=db)
+        self._rollup = _ROLLUP.format(
+            db=db, limit_columns=", ".join(f"limit_{q}" for q in QUOTAS))
 
     def history(self, workspace_id: str, cycles: int = DEFAULT_CYCLES) -> list[CycleUsage]:
-        """The last ``cycles`` cycles up to the workspace's current one, oldest first."""
+        """The last ``cycles`` cycles up to the workspace's current one, oldest first,
+        from the rollup in one query."""
+        if cycles < 1:
+            raise ValueError("cycles must be at least 1")
+        result = self.client.query(self._rollup, parameters={
+            "ws": workspace_id, "full": cycles, "gauge_names": _GAUGE_NAMES})
+        found = result.result_rows
+        if not found:
+            return []
+        plans = [PlanRecord(int(p[0]), p[1], int(p[2]), p[3], dict(zip(QUOTAS, p[4:], strict=True)))
+                 for p in found[0][6]]
+        filled = fill_cycles([CycleBounds(int(row[0]), int(row[1])) for row in found], plans)
+        count = len(filled)
+        window = [(b, has, status_of(i, count)) for i, (b, has) in enumerate(filled)][-cycles:]
+        lo = window[0][0].start
+        rows: list[SnapshotRow] = []
+        before: dict[str, int] = {}
+        for start, ends, plan, version, names, values, _ in found:
+            if start < lo:  # older than the window: its gauges carry in (newest wins)
+                for name, value in zip(names, values, strict=True):
+                    if name in _GAUGE_NAMES:  # a cycle among the newest may hold it all
+                        before[GAUGES[_GAUGE_NAMES.index(name)]] = int(value or 0)
+                continue
+            # every value of the cycle is its latest; the cycle's plan and end are the
+            # latest record's (head), as assemble takes them from the newest row
+            for name, value in zip(names, values, strict=True):
+                dimension, metric, key = name.split(ENTRY_SEPARATOR, 2)
+                rows.append(SnapshotRow(start, dimension, key, metric, value, plan, ends,
+                                        version))
+        return assemble(workspace_id, window, rows, plans, before)
+
+    def history_from_detail(self, workspace_id: str,
+                            cycles: int = DEFAULT_CYCLES) -> list[CycleUsage]:
+        """``history`` from the detail rows (several queries): what the rollup must equal."""
         if cycles < 1:
             raise ValueError("cycles must be at least 1")
         data = self.data_cycles(workspace_id, limit=cycles)

@@ -50,7 +50,8 @@ class LocalReads:
             cycle_start: int | None = None) -> str:
         if cycle_start is not None:
             return to_csv([self.reader.cycle(workspace_id, cycle_start)])
-        return to_csv(self.reader.history(workspace_id, cycles))
+        # exports read the detail rows (finance reconciles against them), not the rollup
+        return to_csv(self.reader.history_from_detail(workspace_id, cycles))
 
 
 class RemoteReads:

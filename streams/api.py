@@ -23,12 +23,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from meter.settings import Settings, StalePolicy
+from meter.settings import Settings, get_settings
 from schemas.events import QUOTAS
-from streams.core.enforcement import Decision as CoreDecision
-from streams.core.enforcement import decide_from_state
-from streams.core.quotas import DECISION_AT_LIMIT
-from streams.core.timefmt import utc_text
+from streams.check_routes import MAX_AMOUNT, MAX_BATCH, MAX_BODY_BYTES, answer_batch, answer_check
+from streams.quota_view import QuotaView, UnknownWorkspace, wall_clock_ms
 from streams.state_view import QuotaStateView
 
 QuotaName = Literal[
@@ -37,19 +35,15 @@ QuotaName = Literal[
 ]
 assert set(QuotaName.__args__) == set(QUOTAS)  # type: ignore[attr-defined]
 
-# Quotas whose limit rejects (S11); a stale view changes only their answers.
-HARD_QUOTAS = frozenset(q for q, d in zip(QUOTAS, DECISION_AT_LIMIT, strict=True) if d == "reject")
-
-
-def decide_all(record: dict[str, Any], now_ms: int) -> list[CoreDecision]:
-    """Every quota's decision for one more unit, in QUOTAS order."""
-    return [decide_from_state(record, now_ms, quota) for quota in QUOTAS]
+# A hot route: request body in, (status, JSON body) out.
+HotRoute = Callable[[bytes], tuple[int, bytes]]
 
 
 class CheckRequest(BaseModel):
     workspace_id: str = Field(min_length=1, description="the workspace asking")
     quota: QuotaName
-    amount: int = Field(default=1, ge=0, description="units the call would use")
+    amount: int = Field(default=1, ge=0, le=MAX_AMOUNT,
+                        description="units the call would use")
     machine_id: str | None = Field(
         default=None, min_length=1,
         description="machines quota: the machine registering (a registered id is always allowed)",
@@ -67,7 +61,7 @@ class Decision(BaseModel):
     stale: bool
 
 
-class QuotaView(BaseModel):
+class QuotaAnswer(BaseModel):
     quota: QuotaName
     used: int
     limit: int | None
@@ -85,12 +79,27 @@ class WorkspaceQuotas(BaseModel):
     cycle_ends_at: str
     as_of: str
     stale: bool
-    quotas: list[QuotaView]
+    quotas: list[QuotaAnswer]
 
 
 class ApiError(BaseModel):
     error: str
     detail: str
+
+
+class BatchAnswer(BaseModel):
+    results: list[Decision | ApiError] = Field(
+        description="one answer per item, in order: a decision, or an error for that item "
+                    "alone (malformed_request, unknown_workspace)")
+
+
+BATCH_REQUEST_SCHEMA: dict[str, Any] = {
+    "title": "BatchRequest", "type": "object", "required": ["items"],
+    "properties": {"items": {
+        "type": "array", "maxItems": MAX_BATCH,
+        # any JSON: an item that is not a CheckRequest gets its own error, not the call
+        "description": f"up to {MAX_BATCH} checks, each a CheckRequest as for POST /v1/check",
+        "items": {}}}}
 
 
 class ApiMetrics:
@@ -116,8 +125,10 @@ class AuthAndMetrics:
     middleware: Starlette's ``@app.middleware("http")`` runs each request through an
     extra task and memory stream, which was a good part of the check API's latency."""
 
-    def __init__(self, app: ASGIApp, token: bytes | None, metrics: ApiMetrics) -> None:
+    def __init__(self, app: ASGIApp, token: bytes | None, metrics: ApiMetrics,
+                 hot_routes: dict[str, HotRoute]) -> None:
         self.app, self.token, self.metrics = app, token, metrics
+        self.hot_routes = hot_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,13 +143,25 @@ class AuthAndMetrics:
                 status = message["status"]
             await send(message)
 
-        refused = self._refusal(scope) if scope["path"].startswith("/v1/") else None
+        path = scope["path"]
+        refused = self._refusal(scope) if path.startswith("/v1/") else None
+        hot = self.hot_routes.get(path) if scope["method"] == "POST" else None
         if refused is not None:
             await refused(scope, receive, send_and_note)
+            route_path = "unmatched"
+        elif hot is not None:
+            # answered here, without routing, dependencies or model validation
+            status, body = hot(await _read_body(receive))
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            route_path = path
         else:
             await self.app(scope, receive, send_and_note)
-        route = scope.get("route")  # set by the router on the same scope
-        key = (getattr(route, "path", "unmatched"), status)
+            route = scope.get("route")  # set by the router on the same scope
+            route_path = getattr(route, "path", "unmatched")
+        key = (route_path, status)
         self.metrics.requests[key] = self.metrics.requests.get(key, 0) + 1
         self.metrics.latency_sum_s += time.perf_counter() - started
 
@@ -159,20 +182,33 @@ class AuthAndMetrics:
         return None
 
 
-def _json(body: dict[str, Any]) -> Response:
-    # returned as is: FastAPI would otherwise validate and serialize it again through
-    # the response model (which still documents it in the OpenAPI document)
-    return Response(orjson.dumps(body), media_type="application/json")
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False) or sum(map(len, chunks)) > MAX_BODY_BYTES:
+            return b"".join(chunks)
 
 
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
+def _raw(answer: tuple[int, bytes]) -> Response:
+    return Response(answer[1], status_code=answer[0], media_type="application/json")
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
 def create_api(settings: Settings, view: QuotaStateView | None = None,
-               clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> FastAPI:
+               clock_ms: Callable[[], int] = wall_clock_ms) -> FastAPI:
     """The FastAPI app; ``view`` defaults to one reading ``quota.state`` from Kafka."""
     state_view = view if view is not None else QuotaStateView(settings)
+    quota_view = QuotaView(settings, state_view=state_view, clock_ms=clock_ms)
     token = settings.api_token.get_secret_value().encode() if settings.api_token else None
     metrics = ApiMetrics()
 
@@ -193,7 +229,11 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
         responses={401: {"model": ApiError}, 422: {"model": ApiError}},
     )
 
-    api.add_middleware(AuthAndMetrics, token=token, metrics=metrics)
+    hot_routes: dict[str, HotRoute] = {
+        "/v1/check": lambda body: answer_check(quota_view, body),
+        "/v1/check/batch": lambda body: answer_batch(quota_view, body),
+    }
+    api.add_middleware(AuthAndMetrics, token=token, metrics=metrics, hot_routes=hot_routes)
 
     @api.exception_handler(RequestValidationError)
     async def malformed(_: Request, exc: RequestValidationError) -> Response:
@@ -211,50 +251,26 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
         return _error(exc.status_code, slug, str(exc.detail),
                       dict(exc.headers) if exc.headers else None)
 
-    def stale_now(now_ms: int) -> bool:
-        return now_ms - state_view.newest_seen_ms > settings.api_stale_after_s * 1000
-
     @api.get("/v1/workspaces/{workspace_id}/quotas", response_model=WorkspaceQuotas,
              responses={404: {"model": ApiError}})
     async def workspace_quotas(workspace_id: str) -> Any:
-        record = state_view.get(workspace_id)
-        if record is None:
-            return _error(404, "unknown_workspace",
-                          f"no usage or plan is known for workspace {workspace_id!r}")
-        now_ms = clock_ms()
-        stale = stale_now(now_ms)
-        answers = decide_all(record, now_ms)
-        return _json({
-            "workspace_id": workspace_id, "plan": record["plan"],
-            "cycle_start": utc_text(answers[0].cycle_start),
-            "cycle_ends_at": utc_text(answers[0].cycle_ends_at),
-            "as_of": utc_text(record["as_of"]), "stale": stale,
-            "quotas": [
-                {"quota": a.quota, "used": a.used, "limit": a.limit, "percent": a.percent,
-                 "decision": _apply_stale_policy(settings, a.quota, a.decision, stale),
-                 "resets_at": utc_text(a.resets_at), "cycle_ends_at": utc_text(a.cycle_ends_at),
-                 "reason": a.reason}
-                for a in answers
-            ],
-        })
+        try:
+            answers = quota_view.workspace(workspace_id)
+        except UnknownWorkspace as exc:
+            return _error(404, "unknown_workspace", str(exc))
+        return Response(orjson.dumps(answers.to_json()), media_type="application/json")
 
-    @api.post("/v1/check", response_model=Decision, responses={404: {"model": ApiError}})
-    async def check(body: CheckRequest) -> Any:
-        record = state_view.get(body.workspace_id)
-        if record is None:
-            return _error(404, "unknown_workspace",
-                          f"no usage or plan is known for workspace {body.workspace_id!r}")
-        now_ms = clock_ms()
-        stale = stale_now(now_ms)
-        answer = decide_from_state(record, now_ms, body.quota, body.amount, body.machine_id)
-        decision = _apply_stale_policy(settings, body.quota, answer.decision, stale)
-        reason = answer.reason
-        if decision != answer.decision:
-            reason = (f"the usage view is older than {settings.api_stale_after_s:g} s; "
-                      f"{settings.api_stale_policy.value} policy: {decision}")
-        return _json({"decision": decision, "used": answer.used, "limit": answer.limit,
-                      "percent": answer.percent, "resets_at": utc_text(answer.resets_at),
-                      "reason": reason, "as_of": utc_text(record["as_of"]), "stale": stale})
+    # The two check routes are answered by AuthAndMetrics before routing (hot_routes);
+    # these handlers document them and answer the same way should a request reach them.
+    @api.post("/v1/check", response_model=Decision, responses={404: {"model": ApiError}},
+              openapi_extra=_body_doc(CheckRequest.model_json_schema()))
+    async def check(request: Request) -> Any:
+        return _raw(answer_check(quota_view, await request.body()))
+
+    @api.post("/v1/check/batch", response_model=BatchAnswer,
+              openapi_extra=_body_doc(BATCH_REQUEST_SCHEMA))
+    async def check_batch(request: Request) -> Any:
+        return _raw(answer_batch(quota_view, await request.body()))
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -273,14 +289,14 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
     return api
 
 
-def _apply_stale_policy(settings: Settings, quota: str, decision: str, stale: bool) -> str:
-    """A stale view changes hard quotas' answers only (S11's reject quotas)."""
-    if not stale or quota not in HARD_QUOTAS:
-        return decision
-    return "allow" if settings.api_stale_policy is StalePolicy.FAIL_OPEN else "reject"
+def app_from_environment() -> FastAPI:
+    """The app of one ``meter api`` worker process, with settings from the environment."""
+    return create_api(get_settings())
 
 
 def serve(settings: Settings) -> None:
+    """Serve the check API; with ``METER_API_WORKERS`` > 1, that many processes share the
+    port (uvicorn's workers), each with its own whole view of ``quota.state``."""
     import uvicorn
 
     from meter.errors import UserError
@@ -288,5 +304,10 @@ def serve(settings: Settings) -> None:
     if settings.api_token is None:
         raise UserError("METER_API_TOKEN is not set: the check API requires a bearer token. "
                         "Set it (e.g. METER_API_TOKEN=$(openssl rand -hex 24)) and retry.")
-    uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port,
-                log_level="warning", access_log=False)
+    if settings.api_workers > 1:
+        uvicorn.run("streams.api:app_from_environment", factory=True,
+                    workers=settings.api_workers, host=settings.api_host,
+                    port=settings.api_port, log_level="warning", access_log=False)
+    else:
+        uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port,
+                    log_level="warning", access_log=False)

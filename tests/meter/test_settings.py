@@ -36,6 +36,7 @@ WRONG: dict[str, str] = {
     "api_port": "http",
     "api_token": "",
     "api_stale_after_s": "0",
+    "api_workers": "0",
     "api_stale_policy": "fail_sometimes",
     "dashboard_host": "",
     "dashboard_port": "99999",
