@@ -15,13 +15,13 @@ from typing import Any, Final, NamedTuple
 
 from schemas.aggregates import (
     BREAKDOWN_COST_METRICS,
-    TOKEN_COST_METRICS,
-    TOTAL_COST_METRICS,
     MACHINE_METRICS,
     MEMBER_METRICS,
     METRICS_OF,
     SKILL_METRICS,
+    TOKEN_COST_METRICS,
     TOKEN_METRICS,
+    TOTAL_COST_METRICS,
     TOTAL_METRICS,
 )
 from schemas.events import QUOTAS

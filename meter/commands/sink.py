@@ -20,6 +20,7 @@ from rich.table import Table
 
 from meter.errors import UserError
 from meter.settings import get_settings
+from streams.core.pricing import dollars
 
 if TYPE_CHECKING:
     from sinks.reads import Reads
@@ -127,10 +128,50 @@ def _print_history(workspace: str, cycles: list[dict[str, Any]]) -> None:
     for name in ("cycle_start", "status", "plan", *TOTAL_COLUMNS):
         table.add_column(name, justify="left" if name in ("cycle_start", "status", "plan")
                          else "right")
+    table.add_column("cost (USD)", justify="right")
     for c in cycles:
         table.add_row(c["cycle_start"], c["status"], c["plan"] or "-",
-                      *(f"{c['totals'][name]:,}" for name in TOTAL_COLUMNS))
+                      *(f"{c['totals'][name]:,}" for name in TOTAL_COLUMNS),
+                      _cost_text(c.get("cost")))
     out.print(table)
+
+
+def _cost_text(cost: dict[str, Any] | None) -> str:
+    """A cycle's cost in exact dollars, with its unpriced tokens (never guessed)."""
+    if not cost:
+        return "-"
+    text = dollars(cost["total"])
+    if cost["unpriced_tokens"]:
+        text += f" + {cost['unpriced_tokens']:,} unpriced tokens"
+    return text
+
+
+def _print_cost(cost: dict[str, Any] | None) -> None:
+    """Cost per member, machine, skill and model (micro-dollars shown as exact dollars)."""
+    if not cost:
+        return
+    out.print(f"cost: [bold]{_cost_text(cost)}[/]"
+              + (f" (priced with {cost['prices']})" if cost.get("prices") else ""))
+    for title in ("members", "machines", "skills"):
+        entries: dict[str, int] = cost[title]
+        if entries:
+            table = Table(title=f"cost by {title[:-1]}")
+            table.add_column(title[:-1])
+            table.add_column("cost (USD)", justify="right")
+            for key, micros in sorted(entries.items(), key=lambda kv: -kv[1]):
+                table.add_row(key, dollars(micros))
+            out.print(table)
+    models: dict[str, dict[str, Any]] = cost["models"]
+    if models:
+        table = Table(title="cost by model")
+        for name in ("model", "cost (USD)", "cache read", "cache write"):
+            table.add_column(name, justify="left" if name == "model" else "right")
+        for key, m in sorted(models.items()):
+            price = dollars(m["cost"]) if m["priced"] else (
+                f"unpriced ({m['unpriced_tokens']:,} tokens)")
+            table.add_row(key, price, f"{m['cache_read_tokens']:,}",
+                          f"{m['cache_write_tokens']:,}")
+        out.print(table)
 
 
 def _print_cycle(workspace: str, c: dict[str, Any]) -> None:
@@ -158,6 +199,7 @@ def _print_cycle(workspace: str, c: dict[str, Any]) -> None:
         out.print(_breakdown("providers", providers))
     if models:
         out.print(_breakdown("models", models))
+    _print_cost(c.get("cost"))
 
 
 def _breakdown(title: str, entries: dict[str, dict[str, int]]) -> Table:

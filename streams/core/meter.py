@@ -61,6 +61,7 @@ from streams.core.dedup import (
     IdWindows,
 )
 from streams.core.enforcement import decide
+from streams.core.pricing import PRICER, Pricer
 from streams.core.quotas import (
     NO_PLAN,
     Q_AI_TOKENS,
@@ -75,7 +76,6 @@ from streams.core.quotas import (
     ThresholdCrossing,
     prune_request,
 )
-from streams.core.pricing import PRICER, Pricer
 from streams.core.timefmt import MINUTE_MS, utc_text
 from streams.core.usage import (
     LIMITS,

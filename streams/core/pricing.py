@@ -28,9 +28,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
-from genai_prices import Usage
+from genai_prices import Usage, data_snapshot
 from genai_prices import __version__ as _package_version
-from genai_prices import data_snapshot
 from genai_prices.types import (
     ModelInfo,
     ModelPrice,
@@ -48,6 +47,13 @@ _MICRO: Final = Decimal(1)
 def micro_dollars(dollars: Decimal) -> int:
     """Dollars as integer micro-dollars, half to even (the one rounding of an event)."""
     return int((dollars * 1_000_000).quantize(_MICRO, rounding=ROUND_HALF_EVEN))
+
+
+def dollars(micros: int) -> str:
+    """Micro-dollars as an exact dollar text: ``1234567`` -> ``$1.234567``."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), 1_000_000)
+    return f"{sign}${whole:,}.{frac:06d}"
 
 
 def _round_pico(pico: int) -> int:

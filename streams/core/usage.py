@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from schemas.aggregates import (
-    METRICS_OF,
     MACHINE_METRICS,
     MEMBER_METRICS,
+    METRICS_OF,
     SKILL_METRICS,
     TOKEN_METRICS,
     TOTAL_METRICS,
@@ -44,10 +44,28 @@ class CycleUsage:
     """One workspace's usage in one cycle [start, end)."""
 
     __slots__ = (
-        "ai_tokens", "api_busiest_minute", "api_requests", "by_machine", "by_member",
-        "by_model", "by_provider", "by_skill", "commands", "dirty", "end", "machines_gauge",
-        "cost_micros", "plan", "prices_version", "quotas", "schedule_runs", "skill_invocations",
-        "start", "storage_gauge", "topups", "unpriced_tokens",
+        "ai_tokens",
+        "api_busiest_minute",
+        "api_requests",
+        "by_machine",
+        "by_member",
+        "by_model",
+        "by_provider",
+        "by_skill",
+        "commands",
+        "cost_micros",
+        "dirty",
+        "end",
+        "machines_gauge",
+        "plan",
+        "prices_version",
+        "quotas",
+        "schedule_runs",
+        "skill_invocations",
+        "start",
+        "storage_gauge",
+        "topups",
+        "unpriced_tokens",
     )
 
     def __init__(self, start: int, end: int, plan: PlanTerms, machines: int, storage: int) -> None:

@@ -200,7 +200,8 @@ def test_usage_aggregates_decode_as_written_in_each_version() -> None:
     one = {**head, "dimension": "totals", "key": "", "metric": "ai_tokens", "value": 1234}
     old = write_with(v1.load(), v1.schema_id, one)
     assert decode_written(old) == ("usage.aggregates", 1, one)
-    assert decode_record(old) == ("usage.aggregates", {**head, "entries": [], "prices_version": None})
+    assert decode_record(old) == ("usage.aggregates",
+                                  {**head, "entries": [], "prices_version": None})
     many = {**head, "entries": [
         {"dimension": "totals", "key": "", "values": [1234, 0, 0, 0, 2, 0, 0, 0]},
         {"dimension": "limits", "key": "", "values": [None, 5000, None, None, 60, None]}]}

@@ -39,6 +39,7 @@ def api(store: StoreHandle, writer: BatchWriter) -> Iterator[str]:
     writer.add("usage.aggregates", rec(JAN, FEB, "ai_tokens", 10, 1))
     writer.add("usage.aggregates", rec(FEB, MAR, "ai_tokens", 25, 2))
     writer.add("usage.aggregates", rec(FEB, MAR, "commands", 3, 3, ws="x' OR 1=1 --"))
+    writer.add("usage.aggregates", rec(FEB, MAR, "cost_micros", 1_234_567, 4))
     writer.flush()
     read_store = StoreHandle(store.settings)
     server = make_server("127.0.0.1", 0, ReadService(read_store, writer.metrics))
@@ -56,7 +57,7 @@ def test_health_readiness_and_metrics(api: str) -> None:
     assert httpx.get(api + "/readyz").status_code == 200
     metrics = httpx.get(api + "/metrics")
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'meter_sink_rows_written_total{table="usage_snapshots"} 3' in metrics.text
+    assert 'meter_sink_rows_written_total{table="usage_snapshots"} 4' in metrics.text
     assert "meter_sink_batches_total 1" in metrics.text
 
 
@@ -113,10 +114,13 @@ def test_the_cli_reads_through_the_sink_that_owns_the_store(api: str, store: Sto
     assert shown.returncode == 0, shown.stderr
     assert "2025-02-01T00:00:00Z" in shown.stdout and "25" in shown.stdout
     assert target.read_bytes().startswith(b"workspace_id,cycle_start,")
+    assert b",totals,,cost_micros,1234567\r\n" in target.read_bytes()  # exact, no float
+    assert "$1.234567" in shown.stdout
     current = subprocess.run([*meter, "usage", "w1"], env=env, capture_output=True, text=True,
                              timeout=120, check=False)
     assert current.returncode == 0, current.stderr
     assert "2025-02-01T00:00:00Z" in current.stdout
+    assert "cost: $1.234567" in current.stdout
     missing = subprocess.run([*meter, "usage", "nobody"], env=env, capture_output=True,
                              text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "no usage recorded" in missing.stderr
