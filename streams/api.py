@@ -27,6 +27,7 @@ from meter.settings import Settings, StalePolicy
 from schemas.events import QUOTAS
 from streams.core.enforcement import Decision as CoreDecision
 from streams.core.enforcement import decide_from_state
+from streams.core.forecast import COUNTER_QUOTAS, forecast
 from streams.core.quotas import DECISION_AT_LIMIT
 from streams.core.timefmt import utc_text
 from streams.state_view import QuotaStateView
@@ -44,6 +45,15 @@ HARD_QUOTAS = frozenset(q for q, d in zip(QUOTAS, DECISION_AT_LIMIT, strict=True
 def decide_all(record: dict[str, Any], now_ms: int) -> list[CoreDecision]:
     """Every quota's decision for one more unit, in QUOTAS order."""
     return [decide_from_state(record, now_ms, quota) for quota in QUOTAS]
+
+
+def forecast_view(answer: CoreDecision, now_ms: int) -> dict[str, Any] | None:
+    """A counter quota's forecast in the quota listing (None for gauges and the rate)."""
+    if answer.quota not in COUNTER_QUOTAS:
+        return None
+    f = forecast(answer.used, answer.limit, answer.cycle_start, answer.cycle_ends_at, now_ms)
+    return {"status": f.status, "projected": f.projected,
+            "exhausted_at": None if f.exhausted_at is None else utc_text(f.exhausted_at)}
 
 
 class CheckRequest(BaseModel):
@@ -67,6 +77,13 @@ class Decision(BaseModel):
     stale: bool
 
 
+class ForecastView(BaseModel):
+    status: Literal["ok", "reached", "insufficient_data", "unlimited"]
+    projected: int | None = Field(description="usage at cycle end at this pace")
+    exhausted_at: str | None = Field(
+        description="when 100 % is reached at this pace; null: not this cycle")
+
+
 class QuotaView(BaseModel):
     quota: QuotaName
     used: int
@@ -76,6 +93,8 @@ class QuotaView(BaseModel):
     resets_at: str
     cycle_ends_at: str
     reason: str
+    forecast: ForecastView | None = Field(
+        default=None, description="counter quotas only (streams/core/forecast.py)")
 
 
 class WorkspaceQuotas(BaseModel):
@@ -233,7 +252,7 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
                 {"quota": a.quota, "used": a.used, "limit": a.limit, "percent": a.percent,
                  "decision": _apply_stale_policy(settings, a.quota, a.decision, stale),
                  "resets_at": utc_text(a.resets_at), "cycle_ends_at": utc_text(a.cycle_ends_at),
-                 "reason": a.reason}
+                 "reason": a.reason, "forecast": forecast_view(a, now_ms)}
                 for a in answers
             ],
         })

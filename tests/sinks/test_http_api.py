@@ -19,7 +19,7 @@ from sinks.history import CycleNotFound
 from sinks.http_api import ReadService, make_server, serve_in_thread
 from sinks.metrics import SinkMetrics
 from sinks.reads import RemoteReads
-from sinks.shape import parse_time
+from sinks.shape import iso, parse_time
 from sinks.store import StoreHandle
 from sinks.writer import BatchWriter
 
@@ -124,3 +124,27 @@ def test_the_cli_reads_through_the_sink_that_owns_the_store(api: str, store: Sto
     missing = subprocess.run([*meter, "usage", "nobody"], env=env, capture_output=True,
                              text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "no usage recorded" in missing.stderr
+
+
+def test_meter_usage_forecasts_the_open_cycle(api: str, store: StoreHandle,
+                                              writer: BatchWriter) -> None:
+    """1,000 AI tokens in the first 10 days of a 30-day cycle open now, limit 2,000: at
+    that pace 100 % comes on day 20 (streams/core/forecast.py)."""
+    import time
+
+    day = 86_400_000
+    start = (int(time.time() * 1000) // 1000) * 1000 - 10 * day
+    head = {"workspace_id": "wf", "cycle_start": start, "cycle_ends_at": start + 30 * day,
+            "plan": "team", "version": 1, "emitted_at": 0}
+    writer.add("usage.aggregates", {**head, "entries": [
+        {"dimension": "totals", "key": "", "values": [1_000, 0, 0, 0, 0, 0, 0, 0]},
+        {"dimension": "limits", "key": "", "values": [None, 2_000, None, None, None, None]}]})
+    writer.flush()
+    env = {**os.environ, "METER_SINK_PORT": api.rsplit(":", 1)[1], "COLUMNS": "250",
+           "METER_CHDB_PATH": str(store.settings.chdb_path)}
+    env.pop("METER_CLICKHOUSE_URL", None)
+    shown = subprocess.run([str(Path(sys.executable).parent / "meter"), "usage", "wf"], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr
+    day_20 = iso(start + 20 * day)[:10]
+    assert f"reaches 100 % on {day_20}" in shown.stdout, shown.stdout
