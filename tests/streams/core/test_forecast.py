@@ -44,7 +44,7 @@ def test_a_constant_rate_is_projected_exactly() -> None:
 
 def test_a_bursty_rate_is_projected_within_the_burst_share() -> None:
     # 2,400 units in one burst a day at 09:00 (mean 100/h): at 08:00 of day 10 nine
-    # bursts happened over 9 days 8 h; the projection is off by at most a burst period x remaining / elapsed
+    # bursts happened over 9 days 8 h; off by at most a burst period x remaining / elapsed
     def rate(h: int) -> float:
         return 2_400 if h % 24 == 9 else 0
 
