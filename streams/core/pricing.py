@@ -43,6 +43,8 @@ _MINUTE_MS: Final = 60_000
 _PICO_PER_MICRO: Final = 1_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO: Final = Decimal(1)
+_UNPRICED: Final = object()  # the table does not know the model
+_GENERAL: Final = object()  # tiers or time-of-day prices: the general path
 
 def micro_dollars(dollars: Decimal) -> int:
     """Dollars as integer micro-dollars, half to even (the one rounding of an event)."""
@@ -109,15 +111,19 @@ def _rates_of(price: ModelPrice, sample_input: int) -> tuple[int, int, int, int]
 class Pricer:
     """Prices tokens events from the bundled snapshot (see the module docstring)."""
 
-    __slots__ = ("_by_minute", "_models", "_periods", "version")
+    __slots__ = ("_by_minute", "_by_price", "_day", "_models", "_periods", "version")
 
     def __init__(self) -> None:
         self.version = PRICES_VERSION
         # (provider, model) -> the package's ModelInfo, or None: unpriced
         self._models: dict[tuple[str, str], ModelInfo | None] = {}
         # (provider, model, UTC day or minute) -> rates per tier, or None (fall back)
-        self._periods: dict[tuple[str, str, int], list[tuple[int, int, int, int]] | None] = {}
+        self._periods: dict[tuple[str, str, int], list[Any] | None] = {}
         self._by_minute: dict[tuple[str, str], bool] = {}  # model -> prices change by time of day
+        # (provider, model, UTC day) -> four rates (untiered), _UNPRICED or _GENERAL
+        self._day: dict[tuple[str, str, int], object] = {}
+        # id(ModelPrice) -> (the price, its rates per tier): resolved once per price period
+        self._by_price: dict[int, tuple[ModelPrice, list[Any] | None]] = {}
 
     def _model(self, provider: str, model: str) -> ModelInfo | None:
         key = (provider, model)
@@ -141,16 +147,53 @@ class Pricer:
     def cost(self, provider: str, model: str, t_ms: int, inp: int, out: int,
              cache_read: int = 0, cache_write: int = 0) -> int | None:
         """Micro-dollars of one event, or None: the table does not know the model."""
+        # Hot path: one lookup per (model, UTC day) gives an untiered model's four rates.
+        key = (provider, model, t_ms // DAY_MS)
+        rates = self._day.get(key)
+        if rates is None:
+            rates = self._day[key] = self._classify(provider, model, t_ms)
+        if type(rates) is tuple:
+            uncached = inp - cache_read - cache_write
+            if uncached >= 0:
+                r_in, r_out, r_cr, r_cw = rates
+                pico = r_in * uncached + r_out * out + r_cr * cache_read + r_cw * cache_write
+                q, r = divmod(pico, _PICO_PER_MICRO)
+                if 2 * r > _PICO_PER_MICRO or (2 * r == _PICO_PER_MICRO and q & 1):
+                    q += 1
+                return int(q)
+        if rates is _UNPRICED:
+            return None
+        return self._general(provider, model, t_ms, inp, out, cache_read, cache_write)
+
+    def _classify(self, provider: str, model: str, t_ms: int) -> object:
+        """What ``cost`` keeps per (model, UTC day): four rates, unpriced, or general."""
         info = self._model(provider, model)
         if info is None:
-            return None
+            return _UNPRICED
+        if self._by_minute[(provider, model)]:
+            return _GENERAL
+        tiers = self._tiers(provider, model, info, t_ms)
+        if tiers is not None and not tiers[-1]:  # no tier starts: one linear rate set
+            return tuple(tiers[0])
+        return _GENERAL
+
+    def _tiers(self, provider: str, model: str, info: ModelInfo, t_ms: int
+               ) -> list[Any] | None:
         # Dated prices switch at UTC midnight; time-of-day prices (off-peak) by the minute.
         period = t_ms // _MINUTE_MS if self._by_minute[(provider, model)] else t_ms // DAY_MS
         key = (provider, model, period)
         try:
-            tiers = self._periods[key]
+            return self._periods[key]
         except KeyError:
             tiers = self._periods[key] = self._resolve(info, t_ms)
+            return tiers
+
+    def _general(self, provider: str, model: str, t_ms: int, inp: int, out: int,
+                 cache_read: int, cache_write: int) -> int | None:
+        """Tiered or time-of-day prices, or a usage the rates do not cover."""
+        info = self._model(provider, model)
+        assert info is not None
+        tiers = self._tiers(provider, model, info, t_ms)
         price = None
         if tiers is not None:
             price = self._linear(tiers, inp, out, cache_read, cache_write)
@@ -158,12 +201,23 @@ class Pricer:
             return self._direct(info, t_ms, inp, out, cache_read, cache_write)
         return price
 
-    def _resolve(self, info: ModelInfo, t_ms: int) -> list[tuple[int, int, int, int]] | None:
+    def _resolve(self, info: ModelInfo, t_ms: int) -> list[Any] | None:
+        """The rates of the price in force at ``t_ms``: resolved once per price object
+        (the package returns the same object for every day of one price period)."""
         price = info.get_prices(_at(t_ms))
+        known = self._by_price.get(id(price))
+        if known is not None and known[0] is price:
+            return known[1]
+        tiers = self._rates_per_tier(price)
+        self._by_price[id(price)] = (price, tiers)
+        return tiers
+
+    @staticmethod
+    def _rates_per_tier(price: ModelPrice) -> list[Any] | None:
         starts = _tier_starts(price)
         # a tier applies when the total input is above its start (genai_prices.calc_unit_price)
         samples = (1, *(s + 1 for s in starts))
-        tiers = []
+        tiers: list[Any] = []
         for sample in samples:
             try:
                 rates = _rates_of(price, sample)
@@ -173,7 +227,7 @@ class Pricer:
                 return None
             tiers.append(rates)
         # the tier starts ride along as a last pseudo-row, so the hot path needs one lookup
-        tiers.append(starts)  # type: ignore[arg-type]
+        tiers.append(starts)
         return tiers
 
     @staticmethod
