@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def backtest(workspaces: int, seed: int) -> dict[str, dict[str, float]]:
     for w in range(workspaces):
         shape = SHAPES[w % len(SHAPES)]
         usage = hourly_usage(shape, total_hours, rng)
-        for start, end in zip(starts, starts[1:], strict=False):
+        for start, end in pairwise(starts):
             first = (start - starts[0]) // HOUR
             cycle = usage[first:first + (end - start) // HOUR]
             final = sum(cycle)
