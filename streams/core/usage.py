@@ -215,13 +215,14 @@ class CycleUsage:
         (start, end, plan, topups, counters, by_machine, by_member, by_skill, by_provider,
          by_model, quotas, dirty) = state[:12]
         # state written before costs were metered: no cost slot, shorter breakdown lists
-        cost = state[12] if len(state) > 12 else [0, 0, None]
+        cost: list[Any] = state[12] if len(state) > 12 else [0, 0, None]
         usage = cls(start, end, plan_from_state(plan), 0, 0)
         usage.topups = list(topups)
         (usage.ai_tokens, usage.schedule_runs, usage.api_requests, usage.api_busiest_minute,
          usage.commands, usage.skill_invocations, usage.machines_gauge,
          usage.storage_gauge) = counters
-        usage.cost_micros, usage.unpriced_tokens, usage.prices_version = cost
+        usage.cost_micros, usage.unpriced_tokens = int(cost[0]), int(cost[1])
+        usage.prices_version = cost[2]
         usage.by_machine = _padded(by_machine, "machine")
         usage.by_member = _padded(by_member, "member")
         usage.by_skill = _padded(by_skill, "skill")
