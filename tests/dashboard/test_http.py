@@ -75,8 +75,13 @@ def test_quota_cards_show_the_stored_usage_limits_and_the_check_apis_decisions(
 
 
 def test_breakdown_tables_equal_the_stored_breakdowns(acme_page: Element) -> None:
-    assert _table(acme_page, "machines") == data.CURRENT["machines"]
-    assert _table(acme_page, "members") == data.CURRENT["members"]
+    cost = data.CURRENT["cost"]
+    assert _table(acme_page, "machines") == {
+        k: {**v, "cost_micros": cost["machines"].get(k, 0)}
+        for k, v in data.CURRENT["machines"].items()}
+    assert _table(acme_page, "members") == {
+        k: {**v, "cost_micros": cost["members"].get(k, 0)}
+        for k, v in data.CURRENT["members"].items()}
     skills = _table(acme_page, "skills")
     assert {k: {m: v[m] for m in ("invocations", "cache_hits", "ai_tokens")}
             for k, v in skills.items()} == data.CURRENT["skills"]
