@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from dashboard import format as fmt
 from dashboard.models import is_large
+from streams.core.pricing import dollars
 
 Metrics = Mapping[str, int]
 Number = int | float | None
@@ -86,15 +87,39 @@ def _col(key: str, title: str, value: Callable[[Metrics], Number] | None = None)
     return Column(key, title, value or _metric(key), _tokens)
 
 
+def _cost_value(m: Metrics) -> Number:
+    """Micro-dollars; None: an unpriced model (its tokens are not in any cost)."""
+    value = m.get("cost_micros", 0)
+    return None if value is None else int(value)
+
+
+def _usd(n: Number) -> str:
+    return "unpriced" if n is None else fmt.usd(int(n))
+
+
+def _usd_exact(n: Number) -> str:
+    return "not in the price table" if n is None else dollars(int(n))
+
+
+COST_COLUMN: Final = Column("cost_micros", "Cost (USD)", _cost_value, _usd, _usd_exact)
+
+
+def _with_cost(entries: Mapping[str, Metrics], costs: Mapping[str, int]) -> dict[str, Metrics]:
+    """Entries with their ``cost_micros`` from the cycle's ``cost`` object."""
+    return {k: {**m, "cost_micros": int(costs.get(k, 0))} for k, m in entries.items()}
+
+
 MACHINE_COLUMNS: Final = (
     _col("commands", "Commands"),
     _col("ai_tokens", "AI tokens"),
+    COST_COLUMN,
 )
 MEMBER_COLUMNS: Final = (
     _col("chat_tokens", "Chat tokens"),
     _col("ai_tokens", "AI tokens"),
     _col("schedule_runs", "Schedule runs"),
     _col("commands", "Commands"),
+    COST_COLUMN,
 )
 SKILL_COLUMNS: Final = (
     _col("invocations", "Invocations"),
@@ -102,11 +127,13 @@ SKILL_COLUMNS: Final = (
     Column("hit_rate", "Hit rate", _ratio("cache_hits", "invocations"), _rate, _rate_exact),
     _col("ai_tokens", "Tokens"),
     _col("tokens_per_call", "Tokens / call", _per_call),
+    COST_COLUMN,
 )
 PROVIDER_COLUMNS: Final = (
     _col("input_tokens", "Input tokens"),
     _col("output_tokens", "Output tokens"),
     _col("tokens", "Tokens", _all_tokens),
+    COST_COLUMN,
 )
 
 DEFAULT_SORT: Final = {
@@ -161,19 +188,23 @@ def simple_table(name: str, title: str, key_title: str, entries: Mapping[str, Me
 
 
 def machines_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
-    return simple_table("machines", "By machine", "Machine", cycle.get("machines", {}),
+    return simple_table("machines", "By machine", "Machine",
+                        _with_cost(cycle.get("machines", {}), _costs(cycle, "machines")),
                         MACHINE_COLUMNS, sort,
                         "AI tokens are those of sessions naming the machine.")
 
 
 def members_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
-    return simple_table("members", "By member", "Member", cycle.get("members", {}),
+    return simple_table("members", "By member", "Member",
+                        _with_cost(cycle.get("members", {}), _costs(cycle, "members")),
                         MEMBER_COLUMNS, sort, "Chat tokens are tokens on the chat surface.")
 
 
 def skills_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
-    return simple_table("skills", "By skill", "Skill", cycle.get("skills", {}), SKILL_COLUMNS,
-                        sort, "Tokens are those of calls naming the skill, on any surface.")
+    return simple_table("skills", "By skill", "Skill",
+                        _with_cost(cycle.get("skills", {}), _costs(cycle, "skills")),
+                        SKILL_COLUMNS, sort,
+                        "Tokens are those of calls naming the skill, on any surface.")
 
 
 def providers_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
@@ -182,10 +213,16 @@ def providers_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
     sort_key, descending = parse_sort(sort, PROVIDER_COLUMNS, DEFAULT_SORT["providers"])
     rows: list[Row] = []
     flat: dict[str, Metrics] = {}
+    model_costs: Mapping[str, Mapping[str, Any]] = (cycle.get("cost") or {}).get("models", {})
     for provider, entry in providers.items():
+        models: dict[str, dict[str, Any]] = {}
+        for model, m in entry.get("models", {}).items():
+            priced = model_costs.get(f"{provider}/{model}", {})
+            cost = None if priced.get("priced") is False else int(priced.get("cost", 0))
+            models[model] = {**m, "cost_micros": cost}
         metrics = {k: int(v) for k, v in entry.items() if k != "models"}
+        metrics["cost_micros"] = sum(int(m["cost_micros"] or 0) for m in models.values())
         flat[provider] = metrics
-        models: Mapping[str, Metrics] = entry.get("models", {})
         children = [
             Row(model, {c.key: c.value(m) for c in PROVIDER_COLUMNS},
                 badges=("large",) if is_large(model) else ())
@@ -197,6 +234,10 @@ def providers_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
                  _sorted(rows, sort_key, descending), sort_key, descending,
                  _total(flat, PROVIDER_COLUMNS) if flat else None,
                  "“large” marks models on the large-model list (see Reducing usage).")
+
+
+def _costs(cycle: Mapping[str, Any], section: str) -> Mapping[str, int]:
+    return dict((cycle.get("cost") or {}).get(section, {}))
 
 
 def all_tables(cycle: Mapping[str, Any], sorts: Mapping[str, str | None]) -> list[Table]:

@@ -35,6 +35,7 @@ UNITS: Final[dict[str, str]] = {
 LABELS: Final[dict[str, str]] = {
     "machines": "Machines",
     "ai_tokens": "AI tokens",
+    "cost_micros": "AI cost (USD)",
     "storage_bytes": "Storage",
     "schedule_runs": "Schedule runs",
     "api_requests_per_minute": "API requests / minute",
@@ -104,6 +105,16 @@ def short(metric: str, value: int | None) -> str:
 def exact(value: int | None) -> str:
     """``1,234,567`` (tooltips, CSV-like precision)."""
     return "unlimited" if value is None else f"{value:,}"
+
+
+def usd(micros: int) -> str:
+    """Micro-dollars, short: ``$1.23``, ``$12.3k``, ``$0.0004`` (exact text in tooltips)."""
+    value = micros / 1_000_000  # display only: the figures stay integers
+    if value >= 10_000:
+        return f"${value / 1000:,.1f}k"
+    if value >= 1 or value == 0:
+        return f"${value:,.2f}"
+    return f"${value:.4f}".rstrip("0") if value >= 0.0001 else "<$0.0001"
 
 
 def label(metric: str) -> str:

@@ -14,6 +14,10 @@ Estimates and their assumptions:
 - Model choice: the share of model tokens on large models (``dashboard.models``).
   A smaller model lowers cost and latency; the token count, and so the ai_tokens
   quota, stays about the same.
+- In dollars (the cycle's ``cost`` object, micro-dollars): the skill cache saving is each
+  skill's cost per uncached call times the calls a cache would spare; the model-choice
+  saving is the large models' cost less what their tokens would cost at the cycle's
+  mean price per token of its smaller priced models (none shown without such usage).
 - Schedule frequency: the aggregates count runs per member, not per schedule. A
   member whose runs exceed one per 15 minutes since the cycle start has a schedule
   (or several together) running at least that often; one at or under that pace has
@@ -52,6 +56,7 @@ class Hint:
     header: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
     needs: str = ""
+    saving_micros: int | None = None  # the estimated saving in micro-dollars (USD)
 
 
 def elapsed_ms(cycle_start: int, cycle_ends_at: int, now_ms: int) -> int:
@@ -68,6 +73,8 @@ def skill_cache_hint(cycle: Mapping[str, Any]) -> Hint:
                     "Nothing to cache yet.")
     hits = sum(int(s.get("cache_hits", 0)) for s in skills.values())
     candidates: list[tuple[int, str, Mapping[str, int]]] = []
+    skill_cost: Mapping[str, int] = (cycle.get("cost") or {}).get("skills", {})
+    skill_costs: dict[str, int] = {}
     for name, s in skills.items():
         invocations, cache_hits = int(s.get("invocations", 0)), int(s.get("cache_hits", 0))
         misses = invocations - cache_hits
@@ -78,6 +85,7 @@ def skill_cache_hint(cycle: Mapping[str, Any]) -> Hint:
         saving = round(extra * per_miss)
         if saving > 0:
             candidates.append((saving, name, s))
+            skill_costs[name] = extra * int(skill_cost.get(name, 0)) // misses
     candidates.sort(key=lambda c: (-c[0], c[1]))
     overall = fmt.percent(hits, calls)
     target = f"{TARGET_HIT_RATE * 100:.0f} %"
@@ -86,8 +94,10 @@ def skill_cache_hint(cycle: Mapping[str, Any]) -> Hint:
                     f"Cache hit rate is {overall} of {fmt.count(calls)} skill calls.",
                     f"Every skill with tokens is at or above a {target} hit rate.")
     saving = sum(c[0] for c in candidates)
+    saving_micros = sum(skill_costs.get(c[1], 0) for c in candidates)
     ai_tokens = int(cycle.get("totals", {}).get("ai_tokens", 0))
     share = f" ({fmt.percent(saving, ai_tokens)} of this cycle's AI tokens)" if ai_tokens else ""
+    money = f", about {fmt.usd(saving_micros)}" if saving_micros else ""
     rows = tuple(
         (name, fmt.count(int(s.get("invocations", 0))),
          fmt.percent(int(s.get("cache_hits", 0)), int(s.get("invocations", 0))),
@@ -98,10 +108,12 @@ def skill_cache_hint(cycle: Mapping[str, Any]) -> Hint:
     )
     return Hint(
         "skill_cache", title, "act",
-        f"Caching repeated skill calls could save about {fmt.count(saving)} tokens{share}.",
+        f"Caching repeated skill calls could save about {fmt.count(saving)} tokens{share}"
+        f"{money}.",
         f"Hit rate is {overall} of {fmt.count(calls)} calls. Estimate: each skill below "
         f"reaching a {target} hit rate, at its tokens per uncached call (hits cost no tokens).",
-        saving, ("Skill", "Calls", "Hit rate", "Tokens / uncached call", "Est. saving"), rows)
+        saving, ("Skill", "Calls", "Hit rate", "Tokens / uncached call", "Est. saving"), rows,
+        saving_micros=saving_micros or None)
 
 
 def model_choice_hint(cycle: Mapping[str, Any]) -> Hint:
@@ -124,14 +136,42 @@ def model_choice_hint(cycle: Mapping[str, Any]) -> Hint:
         return Hint("model_choice", title, "ok", "No tokens went to large models.",
                     f"All {fmt.count(total)} model tokens used small or mid-size models.")
     status = "act" if share >= LARGE_SHARE_TO_ACT else "ok"
+    saving_micros = _model_choice_saving(cycle)
+    money = (f" Moving them to the smaller models used this cycle would save about "
+             f"{fmt.usd(saving_micros)}." if saving_micros else "")
     return Hint(
         "model_choice", title, status,
         f"{fmt.percent(large_tokens, total)} of model tokens ({fmt.count(large_tokens)}) "
-        "went to large models.",
+        f"went to large models.{money}",
         "Route routine work (summaries, classification, skill calls) to a smaller model of "
         "the same provider: it costs less and answers faster. The token count, and so the "
         "AI token quota, stays about the same.",
-        None, ("Large model", "Tokens", "Share"), rows)
+        None, ("Large model", "Tokens", "Share"), rows, saving_micros=saving_micros)
+
+
+def _model_choice_saving(cycle: Mapping[str, Any]) -> int | None:
+    """Large models' cost less their tokens at the mean price per token of the cycle's
+    smaller priced models (micro-dollars); None without priced usage of both."""
+    models: Mapping[str, Mapping[str, Any]] = (cycle.get("cost") or {}).get("models", {})
+    tokens: dict[str, int] = {}
+    for provider, entry in cycle.get("providers", {}).items():
+        for model, m in entry.get("models", {}).items():
+            tokens[f"{provider}/{model}"] = (int(m.get("input_tokens", 0))
+                                             + int(m.get("output_tokens", 0)))
+    large_cost = large_tokens = small_cost = small_tokens = 0
+    for key, m in models.items():
+        if not m.get("priced", True) or key not in tokens:
+            continue
+        if is_large(key.partition("/")[2]):
+            large_cost += int(m.get("cost", 0))
+            large_tokens += tokens[key]
+        else:
+            small_cost += int(m.get("cost", 0))
+            small_tokens += tokens[key]
+    if not large_tokens or not small_tokens or not large_cost:
+        return None
+    saving = large_cost - large_tokens * small_cost // small_tokens
+    return saving if saving > 0 else None
 
 
 def schedule_frequency_hint(cycle: Mapping[str, Any], now_ms: int) -> Hint:

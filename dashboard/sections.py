@@ -12,8 +12,10 @@ from dashboard.breakdowns import Row, Table, chart_items
 from dashboard.hints import Hint
 from dashboard.html import esc, link, num, url
 from dashboard.quotas import Decisions, QuotaBar
-from dashboard.views import HISTORY_METRICS, AlertsView, Cycle, WorkspaceView
+from dashboard.views import COST, HISTORY_METRICS, AlertsView, Cycle, WorkspaceView
 from sinks.shape import parse_time
+from streams.core.forecast import COUNTER_QUOTAS, INSUFFICIENT, forecast
+from streams.core.pricing import dollars
 
 WORKSPACE_PATH = "/workspace"
 EXPORT_PATH = "/export.csv"
@@ -128,7 +130,24 @@ def quota_caption(bar: QuotaBar, current: bool) -> str:
     return f"{fmt.amount(bar.quota, bar.used - bar.limit)} over the limit"
 
 
-def quota_card(bar: QuotaBar, decisions: Decisions, current: bool) -> str:
+def forecast_note(bar: QuotaBar, view: WorkspaceView) -> tuple[str, float | None]:
+    """A counter quota's forecast on the current cycle (streams/core/forecast.py): the
+    caption, and where the projected cycle-end usage sits on the bar (0..1, or None)."""
+    if not view.is_current or bar.quota not in COUNTER_QUOTAS:
+        return "", None
+    f = forecast(bar.used, bar.limit, view.cycle_start, view.cycle_ends_at, view.now_ms)
+    if f.status == INSUFFICIENT:
+        return "forecast after the cycle's first 24 h", None
+    if f.projected is None:
+        return "", None
+    point = min(f.projected / bar.scale, 1.0) if bar.scale else None
+    if f.exhausted_at is not None:
+        return f"reaches 100 % on {fmt.day(f.exhausted_at)} at this pace", point
+    return f"{fmt.short(bar.quota, f.projected)} at cycle end at this pace", point
+
+
+def quota_card(bar: QuotaBar, decisions: Decisions, current: bool,
+               view: WorkspaceView | None = None) -> str:
     if bar.limit is None:
         used = num(fmt.short(bar.quota, bar.used), f"{bar.used:,}")
         limit_html = f'<span class="of">{esc(fmt.unit_word(bar.quota))}</span>'
@@ -160,6 +179,12 @@ def quota_card(bar: QuotaBar, decisions: Decisions, current: bool) -> str:
     tip = bar.decision.reason if current and bar.decision is not None else ""
     caption = quota_caption(bar, current)
     reason = f'<div class="qreason" title="{esc(tip)}">{esc(caption)}</div>'
+    note, point = forecast_note(bar, view) if view is not None else ("", None)
+    if point is not None:
+        marks += (f'<span class="mark forecast" title="{esc(note)}" '
+                  f'style="left:{point * 100:.2f}%">&#9670;</span>')
+    if note:
+        reason += f'<div class="qforecast">{esc(note)}</div>'
     return (
         f'<article class="qcard lvl-{bar.level}" data-quota="{esc(bar.quota)}" '
         f'data-used="{bar.used}" data-limit="{"" if bar.limit is None else bar.limit}">'
@@ -170,13 +195,21 @@ def quota_card(bar: QuotaBar, decisions: Decisions, current: bool) -> str:
 
 
 def quotas_section(view: WorkspaceView, bars: Sequence[QuotaBar]) -> str:
-    cards = "".join(quota_card(b, view.decisions, view.is_current) for b in bars)
+    cards = "".join(quota_card(b, view.decisions, view.is_current, view) for b in bars)
     totals = view.cycle.get("totals", {})
     tiles = ""
     for name in ("commands", "skill_invocations"):
         value = int(totals.get(name, 0))
         tiles += (f'<div class="tile"><div class="tile-label">{esc(fmt.label(name))}</div>'
                   f'<div class="tile-value">{num(fmt.count(value), f"{value:,}")}</div></div>')
+    cost = view.cycle.get("cost") or {}
+    micros = int(cost.get("total", 0))
+    unpriced = int(cost.get("unpriced_tokens", 0))
+    extra = (f'<div class="tile-note">+ {fmt.count(unpriced)} unpriced tokens</div>'
+             if unpriced else "")
+    tiles += (f'<div class="tile" data-tile="cost"><div class="tile-label">AI cost (USD)</div>'
+              f'<div class="tile-value">{num(fmt.usd(micros), dollars(micros))}</div>'
+              f"{extra}</div>")
     return section("quotas", "Quotas", decision_note(view)
                    + f'<div class="qgrid">{cards}</div><div class="tiles">{tiles}</div>',
                    aside='<span class="legend-marks">marks at 80, 95 and 100 %</span>')
@@ -357,7 +390,16 @@ def _chip_title(detail: str, target: str, attempts: int) -> str:
 # ----------------------------------------------------------------------------- history
 
 def _value_formatter(metric: str) -> Callable[[int], str]:
+    if metric == COST:
+        return fmt.usd
     return fmt.byte_size if metric == "storage_bytes" else fmt.count
+
+
+def _history_value(c: Cycle, metric: str) -> int:
+    """A cycle's total of ``metric``; cost from its ``cost`` object (micro-dollars)."""
+    if metric == COST:
+        return int((c.get("cost") or {}).get("total", 0))
+    return int(c.get("totals", {}).get(metric, 0))
 
 
 def history_section(view: WorkspaceView) -> str:
@@ -370,9 +412,10 @@ def history_section(view: WorkspaceView) -> str:
     last = len(view.history) - 1
     for i, c in enumerate(view.history):
         start = parse_time(str(c["cycle_start"]))
-        value = int(c.get("totals", {}).get(metric, 0))
+        value = _history_value(c, metric)
         limit = c.get("limits", {}).get(metric)
-        tip = f"{fmt.utc(start)}: {value:,}" + (f" of {limit:,}" if limit is not None else "")
+        shown = dollars(value) if metric == COST else f"{value:,}"
+        tip = f"{fmt.utc(start)}: {shown}" + (f" of {limit:,}" if limit is not None else "")
         columns.append(svg.ColumnDatum(
             fmt.month_label(start), value, tip, limit,
             workspace_url(view, "history", cycle=None if i == last else str(c["cycle_start"])),
@@ -388,6 +431,9 @@ def history_section(view: WorkspaceView) -> str:
             f'<td class="n" data-col="{m}" data-value="{int(totals.get(m, 0))}">'
             f"{num(fmt.short(m, int(totals.get(m, 0))), f'{int(totals.get(m, 0)):,}')}</td>"
             for m in ("ai_tokens", "schedule_runs", "api_requests_per_cycle", "storage_bytes"))
+        micros = _history_value(c, COST)
+        cells += (f'<td class="n" data-col="cost" data-value="{micros}">'
+                  f"{num(fmt.usd(micros), dollars(micros))}</td>")
         name = fmt.month_label(parse_time(name_of)) + (" (current)" if i == last else "")
         selected = ' class="selected"' if c["cycle_start"] == view.cycle["cycle_start"] else ""
         rows.append(
@@ -397,7 +443,8 @@ def history_section(view: WorkspaceView) -> str:
             f'<td class="n">{link(csv_href, "CSV", "small-button")}</td></tr>')
     table = ('<div class="table-wrap"><table class="data"><thead><tr><th>Cycle</th>'
              "<th>Status</th><th>Plan</th><th class=n>AI tokens</th><th class=n>Schedule runs</th>"
-             "<th class=n>API requests</th><th class=n>Storage</th><th class=n>Export</th></tr>"
+             "<th class=n>API requests</th><th class=n>Storage</th><th class=n>Cost (USD)</th>"
+             "<th class=n>Export</th></tr>"
              f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
     legend = ('<span class="legend-limit"><i></i>limit</span>'
               if any(c.limit is not None for c in columns) else "")

@@ -12,9 +12,10 @@ from sinks.shape import parse_time
 
 Cycle = Mapping[str, Any]  # the usage.json cycle object plus cycle_start and status
 
+COST: Final = "cost_micros"  # the cycle's AI cost (micro-dollars), from its cost object
 HISTORY_METRICS: Final = (
     "ai_tokens", "schedule_runs", "api_requests_per_cycle", "storage_bytes", "machines",
-    "commands", "skill_invocations", "api_requests_per_minute",
+    "commands", "skill_invocations", "api_requests_per_minute", COST,
 )
 TABLES: Final = ("machines", "members", "skills", "providers")
 

@@ -62,7 +62,7 @@ TIMEZONES: Final = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo",
 MODELS: Final = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("openai", "o3-mini"),
                  ("anthropic", "claude-3-5-sonnet"), ("anthropic", "claude-3-5-haiku"),
                  ("google", "gemini-2.0-flash"), ("google", "gemini-1.5-pro"),
-                 ("mistral", "mistral-large"))
+                 ("mistral", "mistral-large"), ("acme", "in-house-1"))  # the last: unpriced
 SKILLS: Final = ("web-search", "code-review", "summarize", "translate", "sql-helper",
                  "deploy", "test-runner", "doc-writer")
 COMMANDS: Final = ("ls", "git status", "pytest -q", "make", "npm test", "cargo build",
@@ -295,6 +295,8 @@ class _Generator:
             base.update(member_id=member, machine_id=machine if surface != "chat" else None,
                         skill=skill, provider=provider, model=model, input_tokens=inp,
                         output_tokens=out, surface=surface)
+            if out % 4 == 0:  # prompt caching on some calls (no extra draw: same sequence)
+                base.update(cache_read_tokens=inp // 2, cache_write_tokens=inp // 8)
             self._count(ws, "ai_tokens", inp + out)
         elif kind == "command":
             if machine is None:

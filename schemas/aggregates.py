@@ -24,16 +24,24 @@ MACHINE_METRICS: Final = ("commands", "ai_tokens")
 MEMBER_METRICS: Final = ("ai_tokens", "chat_tokens", "schedule_runs", "commands")
 SKILL_METRICS: Final = ("invocations", "cache_hits", "ai_tokens")
 TOKEN_METRICS: Final = ("input_tokens", "output_tokens")
+# Cost metrics, appended to the counts above (schema version 3): cost_micros is the
+# price of the tokens in integer micro-dollars (USD, genai-prices), unpriced_tokens the
+# input + output tokens of models the price table does not know (not in cost_micros).
+TOTAL_COST_METRICS: Final = ("cost_micros", "unpriced_tokens")
+BREAKDOWN_COST_METRICS: Final = ("cost_micros",)
+TOKEN_COST_METRICS: Final = (
+    "cache_read_tokens", "cache_write_tokens", "cost_micros", "unpriced_tokens",
+)
 # dimension -> its metrics, in the order an entry's values follow; limits are the
 # effective limits of the six quotas (null: unlimited), every other value an integer
 METRICS_OF: Final[dict[str, tuple[str, ...]]] = {
-    "totals": TOTAL_METRICS,
+    "totals": TOTAL_METRICS + TOTAL_COST_METRICS,
     "limits": QUOTAS,
-    "machine": MACHINE_METRICS,
-    "member": MEMBER_METRICS,
-    "skill": SKILL_METRICS,
-    "provider": TOKEN_METRICS,
-    "model": TOKEN_METRICS,  # key "<provider>/<model>"
+    "machine": MACHINE_METRICS + BREAKDOWN_COST_METRICS,
+    "member": MEMBER_METRICS + BREAKDOWN_COST_METRICS,
+    "skill": SKILL_METRICS + BREAKDOWN_COST_METRICS,
+    "provider": TOKEN_METRICS + TOKEN_COST_METRICS,
+    "model": TOKEN_METRICS + TOKEN_COST_METRICS,  # key "<provider>/<model>"
 }
 
 Value = tuple[str, str, str, int | None]  # (dimension, key, metric, value)

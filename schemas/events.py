@@ -65,6 +65,9 @@ class TokensEvent(NamedTuple):
     input_tokens: int
     output_tokens: int
     surface: str
+    # Of input_tokens, those read from / written to the prompt cache (usage.tokens v2).
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class CommandEvent(NamedTuple):

@@ -309,8 +309,22 @@ def _tokens(f: Mapping[str, Any], now_ms: int | None) -> TokensEvent:
     surface = f.get("surface")
     if type(surface) is not str or surface not in _SURFACES:
         _bad_enum(f, "surface", SURFACES)
+    # optional (usage.tokens v2): absent or null is 0; both are part of input_tokens
+    cache_read = f.get("cache_read_tokens")
+    cache_read = 0 if cache_read is None else cache_read
+    if type(cache_read) is not int or not 0 <= cache_read <= MAX_LONG:
+        _bad_count(f, "cache_read_tokens")
+    cache_write = f.get("cache_write_tokens")
+    cache_write = 0 if cache_write is None else cache_write
+    if type(cache_write) is not int or not 0 <= cache_write <= MAX_LONG:
+        _bad_count(f, "cache_write_tokens")
+    if cache_read + cache_write > input_tokens:
+        _invalid("cache_read_tokens", f"cache_read_tokens + cache_write_tokens "
+                 f"({cache_read} + {cache_write}) exceed input_tokens ({input_tokens}): "
+                 "cache tokens are part of the input tokens")
     return TokensEvent(event_id, workspace_id, occurred_at, member_id, machine_id, skill,
-                       provider, model, input_tokens, output_tokens, surface)
+                       provider, model, input_tokens, output_tokens, surface, cache_read,
+                       cache_write)
 
 
 def _command(f: Mapping[str, Any], now_ms: int | None) -> CommandEvent:

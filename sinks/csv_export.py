@@ -38,7 +38,7 @@ def csv_rows(cycles: Iterable[CycleUsage]) -> Iterator[tuple[str, ...]]:
         head = (cycle.workspace_id, iso(cycle.cycle_start), iso(cycle.cycle_ends_at),
                 cycle.status, cycle.plan or "")
         for metric in METRICS_OF["totals"]:
-            yield (*head, "totals", "", metric, str(cycle.totals[metric]))
+            yield (*head, "totals", "", metric, str(cycle.totals.get(metric, 0)))
         for metric in METRICS_OF["limits"]:
             limit = cycle.limits.get(metric)
             yield (*head, "limits", "", metric, "" if limit is None else str(limit))

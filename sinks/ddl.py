@@ -220,10 +220,25 @@ _ROLLUP_V3: Final = (
     GROUP BY workspace_id, cycle_start""",
 )
 
+# Cost (usage.aggregates v3): the cost metrics are rows like every other metric; each
+# row also carries the price table that priced its cycle (null before costs were metered).
+_COST_V4: Final = (
+    """ALTER TABLE {db}.usage_snapshots
+    ADD COLUMN IF NOT EXISTS prices_version Nullable(String)""",
+    """CREATE OR REPLACE VIEW {db}.usage_cost AS
+    SELECT workspace_id, cycle_start, dimension, key,
+           sumIf(ifNull(value, 0), metric = 'cost_micros') AS cost_micros,
+           sumIf(ifNull(value, 0), metric = 'unpriced_tokens') AS unpriced_tokens
+    FROM {db}.usage_latest
+    WHERE metric IN ('cost_micros', 'unpriced_tokens')
+    GROUP BY workspace_id, cycle_start, dimension, key""",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "tables", _TABLES_V1),
     Migration(2, "analyst views", _VIEWS_V1),
     Migration(3, "history rollup", _ROLLUP_V3),
+    Migration(4, "cost", _COST_V4),
 )
 
 _MIGRATIONS_TABLE: Final = """CREATE TABLE IF NOT EXISTS {db}.schema_migrations (

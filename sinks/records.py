@@ -35,6 +35,28 @@ def cycle_values(cycle: Mapping[str, Any]) -> Iterator[Value]:
         for model, metrics in entry.get("models", {}).items():
             for metric, value in metrics.items():
                 yield item("model", f"{provider}/{model}", metric, value)
+    yield from _cost_values(cycle.get("cost"))
+
+
+def _cost_values(cost: Mapping[str, Any] | None) -> Iterator[Value]:
+    """The cost metrics of a usage.json ``cost`` object (absent before costs: none)."""
+    if not cost:
+        return
+    yield "totals", "", "cost_micros", cost["total"]
+    yield "totals", "", "unpriced_tokens", cost["unpriced_tokens"]
+    for dimension in ("machine", "member", "skill"):
+        for key, micros in cost.get(BREAKDOWNS[dimension][0], {}).items():
+            yield dimension, key, "cost_micros", micros
+    providers: dict[tuple[str, str], int] = {}
+    for key, m in cost.get("models", {}).items():
+        provider = key.partition("/")[0]
+        for metric, field in (("cache_read_tokens", "cache_read_tokens"),
+                              ("cache_write_tokens", "cache_write_tokens"),
+                              ("cost_micros", "cost"), ("unpriced_tokens", "unpriced_tokens")):
+            yield "model", key, metric, m[field]
+            providers[(provider, metric)] = providers.get((provider, metric), 0) + m[field]
+    for (provider, metric), value in providers.items():
+        yield "provider", provider, metric, value
 
 
 def cycle_record(
@@ -48,6 +70,7 @@ def cycle_record(
         "cycle_ends_at": parse_time(cycle["cycle_ends_at"]),
         "plan": cycle.get("plan"),
         "entries": entries_of(cycle_values(cycle)),
+        "prices_version": (cycle.get("cost") or {}).get("prices"),
         "version": version,
         "emitted_at": emitted_at,
     }

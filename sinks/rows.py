@@ -61,7 +61,8 @@ def aggregate_rows(r: Record) -> list[Row]:
     version, emitted_at = r["version"], ms(r["emitted_at"])
     values = (values_of(r) if "entries" in r
               else ((r["dimension"], r["key"], r["metric"], r["value"]),))
-    return [(ws, start, end, plan, dimension, key, metric, value, version, emitted_at)
+    prices = r.get("prices_version")  # version 3 on; None before
+    return [(ws, start, end, plan, dimension, key, metric, value, version, emitted_at, prices)
             for dimension, key, metric, value in values]
 
 
@@ -110,9 +111,9 @@ _DT: Final = "DateTime64(3, 'UTC')"
 AGGREGATES: Final = TableSpec(
     "usage_snapshots",
     ("workspace_id", "cycle_start", "cycle_ends_at", "plan", "dimension", "key", "metric",
-     "value", "version", "emitted_at"),
+     "value", "version", "emitted_at", "prices_version"),
     ("String", _DT, _DT, "Nullable(String)", "LowCardinality(String)", "String",
-     "LowCardinality(String)", "Nullable(Int64)", "UInt64", _DT),
+     "LowCardinality(String)", "Nullable(Int64)", "UInt64", _DT, "Nullable(String)"),
     aggregate_rows,
 )
 CROSSINGS: Final = TableSpec(

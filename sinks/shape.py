@@ -14,11 +14,14 @@ from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 from schemas.aggregates import (
+    BREAKDOWN_COST_METRICS,
     MACHINE_METRICS,
     MEMBER_METRICS,
     METRICS_OF,
     SKILL_METRICS,
+    TOKEN_COST_METRICS,
     TOKEN_METRICS,
+    TOTAL_COST_METRICS,
     TOTAL_METRICS,
 )
 from schemas.events import QUOTAS
@@ -35,6 +38,7 @@ BREAKDOWNS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "model": ("models", TOKEN_METRICS),
 }
 DIMENSIONS: Final = tuple(METRICS_OF)
+_COST_METRICS: Final = frozenset(TOTAL_COST_METRICS + BREAKDOWN_COST_METRICS + TOKEN_COST_METRICS)
 PROVISIONAL: Final = "provisional"
 FINAL: Final = "final"
 
@@ -66,29 +70,62 @@ class CycleUsage:
     breakdowns: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The usage.json cycle object (plus ``cycle_start`` and ``status``)."""
+        """The usage.json cycle object (plus ``cycle_start`` and ``status``); cost metrics
+        go into its ``cost`` object, as ``meter replay`` writes it."""
         providers: dict[str, dict[str, Any]] = {
-            key: {**metrics, "models": {}}
+            key: {**_counts(metrics), "models": {}}
             for key, metrics in sorted(self.breakdowns.get("provider", {}).items())
         }
         for key, metrics in sorted(self.breakdowns.get("model", {}).items()):
             provider, _, model = key.partition("/")
             entry = providers.setdefault(
                 provider, {"input_tokens": 0, "output_tokens": 0, "models": {}})
-            entry["models"][model] = dict(metrics)
+            entry["models"][model] = _counts(metrics)
         out: dict[str, Any] = {
             "cycle_start": iso(self.cycle_start),
             "cycle_ends_at": iso(self.cycle_ends_at),
             "status": self.status,
             "plan": self.plan,
-            "totals": dict(self.totals),
+            "totals": _counts(self.totals),
             "limits": dict(self.limits),
         }
         for dimension in ("machine", "member", "skill"):
             name = BREAKDOWNS[dimension][0]
-            out[name] = {k: dict(v) for k, v in sorted(self.breakdowns.get(dimension, {}).items())}
+            out[name] = {k: _counts(v)
+                         for k, v in sorted(self.breakdowns.get(dimension, {}).items())}
         out["providers"] = providers
+        out["cost"] = self.cost_json()
         return out
+
+    def cost_json(self) -> dict[str, Any]:
+        """The ``cost`` object (``streams.core.usage.CycleUsage.cost_json``'s shape, without
+        ``prices``: history reads the numbers; the price table is in ClickHouse's rows)."""
+        def costs(dimension: str) -> dict[str, int]:
+            return {k: v.get("cost_micros", 0)
+                    for k, v in sorted(self.breakdowns.get(dimension, {}).items())
+                    if v.get("cost_micros", 0)}
+        return {
+            "currency": "USD",
+            "unit": "micro_dollars",
+            "total": self.totals.get("cost_micros", 0),
+            "unpriced_tokens": self.totals.get("unpriced_tokens", 0),
+            "members": costs("member"),
+            "machines": costs("machine"),
+            "skills": costs("skill"),
+            "models": {
+                key: {"cost": m.get("cost_micros", 0),
+                      "cache_read_tokens": m.get("cache_read_tokens", 0),
+                      "cache_write_tokens": m.get("cache_write_tokens", 0),
+                      "priced": m.get("unpriced_tokens", 0) == 0,
+                      "unpriced_tokens": m.get("unpriced_tokens", 0)}
+                for key, m in sorted(self.breakdowns.get("model", {}).items())
+            },
+        }
+
+
+def _counts(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A metrics dict without its cost metrics (they go to the ``cost`` object)."""
+    return {k: v for k, v in metrics.items() if k not in _COST_METRICS}
 
 
 def iso(ms: int) -> str:

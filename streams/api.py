@@ -61,6 +61,13 @@ class Decision(BaseModel):
     stale: bool
 
 
+class ForecastView(BaseModel):
+    status: Literal["ok", "reached", "insufficient_data", "unlimited"]
+    projected: int | None = Field(description="usage at cycle end at this pace")
+    exhausted_at: str | None = Field(
+        description="when 100 % is reached at this pace; null: not this cycle")
+
+
 class QuotaAnswer(BaseModel):
     quota: QuotaName
     used: int
@@ -70,6 +77,8 @@ class QuotaAnswer(BaseModel):
     resets_at: str
     cycle_ends_at: str
     reason: str
+    forecast: ForecastView | None = Field(
+        default=None, description="counter quotas only (streams/core/forecast.py)")
 
 
 class WorkspaceQuotas(BaseModel):

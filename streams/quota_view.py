@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from meter.settings import Settings, StalePolicy, get_settings
 from schemas.events import QUOTAS
 from streams.core.enforcement import Decision, cycle_at, decide_from_state
+from streams.core.forecast import COUNTER_QUOTAS, Forecast, forecast
 from streams.core.quotas import DECISION_AT_LIMIT
 from streams.core.timefmt import utc_text
 from streams.state_view import QuotaStateView
@@ -77,6 +78,9 @@ class WorkspaceAnswers(NamedTuple):
     as_of: int
     stale: bool
     quotas: list[CheckAnswer]
+    # per quota, in QUOTAS order: the counter quotas' forecast at this pace, None for
+    # gauges and the per-minute rate
+    forecasts: list[Forecast | None]
 
     def to_json(self) -> dict[str, Any]:
         """The body of ``GET /v1/workspaces/{workspace_id}/quotas``."""
@@ -88,9 +92,26 @@ class WorkspaceAnswers(NamedTuple):
             "quotas": [{"quota": a.quota, "used": a.used, "limit": a.limit,
                         "percent": a.percent, "decision": a.decision,
                         "resets_at": utc_text(a.resets_at),
-                        "cycle_ends_at": utc_text(a.cycle_ends_at), "reason": a.reason}
-                       for a in self.quotas],
+                        "cycle_ends_at": utc_text(a.cycle_ends_at), "reason": a.reason,
+                        "forecast": _forecast_json(f)}
+                       for a, f in zip(self.quotas, self.forecasts, strict=True)],
         }
+
+
+def _forecast_json(f: Forecast | None) -> dict[str, Any] | None:
+    if f is None:
+        return None
+    return {"status": f.status, "projected": f.projected,
+            "exhausted_at": None if f.exhausted_at is None else utc_text(f.exhausted_at)}
+
+
+def forecast_of(answer: CheckAnswer, now_ms: int) -> Forecast | None:
+    """A counter quota's usage at cycle end and when it reaches 100 % at this pace
+    (streams/core/forecast.py); None for gauges and the per-minute rate."""
+    if answer.quota not in COUNTER_QUOTAS:
+        return None
+    return forecast(answer.used, answer.limit, answer.cycle_start, answer.cycle_ends_at,
+                    now_ms)
 
 
 class QuotaView:
@@ -176,7 +197,8 @@ class QuotaView:
                    for quota in QUOTAS]
         cycle_start, cycle_ends_at = cycle_at(record, now_ms)
         return WorkspaceAnswers(workspace_id, record["plan"], cycle_start, cycle_ends_at,
-                                record["as_of"], stale, answers)
+                                record["as_of"], stale, answers,
+                                [forecast_of(a, now_ms) for a in answers])
 
     def _answer(self, core: Decision, as_of: int, stale: bool) -> CheckAnswer:
         decision, allowed, reason = core.decision, core.allowed, core.reason

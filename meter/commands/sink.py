@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,9 @@ from rich.table import Table
 
 from meter.errors import UserError
 from meter.settings import get_settings
+from sinks.shape import iso, parse_time
+from streams.core.forecast import COUNTER_QUOTAS, forecast
+from streams.core.pricing import dollars
 
 if TYPE_CHECKING:
     from sinks.reads import Reads
@@ -77,8 +81,6 @@ def _reads() -> Iterator[Reads]:
 
 
 def _parse_cycle(text: str) -> int:
-    from sinks.shape import parse_time
-
     try:
         return parse_time(text)
     except ValueError as exc:
@@ -128,25 +130,86 @@ def _print_history(workspace: str, cycles: list[dict[str, Any]]) -> None:
     for name in ("cycle_start", "status", "plan", *TOTAL_COLUMNS):
         table.add_column(name, justify="left" if name in ("cycle_start", "status", "plan")
                          else "right")
+    table.add_column("cost (USD)", justify="right")
     for c in cycles:
         table.add_row(c["cycle_start"], c["status"], c["plan"] or "-",
-                      *(f"{c['totals'][name]:,}" for name in TOTAL_COLUMNS))
+                      *(f"{c['totals'][name]:,}" for name in TOTAL_COLUMNS),
+                      _cost_text(c.get("cost")))
     out.print(table)
+
+
+def _forecast_text(c: dict[str, Any], quota: str, used: int, limit: int | None,
+                   now_ms: int) -> str:
+    """A counter quota's forecast (streams/core/forecast.py) while its cycle is open."""
+    if quota not in COUNTER_QUOTAS or c["status"] == "final":
+        return ""
+    end = parse_time(c["cycle_ends_at"])
+    if now_ms >= end:
+        return ""
+    f = forecast(used, limit, parse_time(c["cycle_start"]), end, now_ms)
+    if f.status == "insufficient_data":
+        return "too early (first 24 h)" if used else "no usage yet"
+    if f.status == "reached":
+        return "100 % reached"
+    text = f"{f.projected:,}"
+    if f.exhausted_at is not None:
+        text += f", reaches 100 % on {iso(f.exhausted_at)}"
+    return text
+
+
+def _cost_text(cost: dict[str, Any] | None) -> str:
+    """A cycle's cost in exact dollars, with its unpriced tokens (never guessed)."""
+    if not cost:
+        return "-"
+    text = dollars(cost["total"])
+    if cost["unpriced_tokens"]:
+        text += f" + {cost['unpriced_tokens']:,} unpriced tokens"
+    return text
+
+
+def _print_cost(cost: dict[str, Any] | None) -> None:
+    """Cost per member, machine, skill and model (micro-dollars shown as exact dollars)."""
+    if not cost:
+        return
+    out.print(f"cost: [bold]{_cost_text(cost)}[/]"
+              + (f" (priced with {cost['prices']})" if cost.get("prices") else ""))
+    for title in ("members", "machines", "skills"):
+        entries: dict[str, int] = cost[title]
+        if entries:
+            table = Table(title=f"cost by {title[:-1]}")
+            table.add_column(title[:-1])
+            table.add_column("cost (USD)", justify="right")
+            for key, micros in sorted(entries.items(), key=lambda kv: -kv[1]):
+                table.add_row(key, dollars(micros))
+            out.print(table)
+    models: dict[str, dict[str, Any]] = cost["models"]
+    if models:
+        table = Table(title="cost by model")
+        for name in ("model", "cost (USD)", "cache read", "cache write"):
+            table.add_column(name, justify="left" if name == "model" else "right")
+        for key, m in sorted(models.items()):
+            price = dollars(m["cost"]) if m["priced"] else (
+                f"unpriced ({m['unpriced_tokens']:,} tokens)")
+            table.add_row(key, price, f"{m['cache_read_tokens']:,}",
+                          f"{m['cache_write_tokens']:,}")
+        out.print(table)
 
 
 def _print_cycle(workspace: str, c: dict[str, Any]) -> None:
     out.print(f"[bold]{workspace}[/] cycle {c['cycle_start']} .. {c['cycle_ends_at']} "
               f"({c['status']}), plan {c['plan'] or '-'}")
     totals = Table(title="usage")
-    for name in ("quota / total", "used", "limit", "percent"):
+    for name in ("quota / total", "used", "limit", "percent", "forecast at cycle end"):
         totals.add_column(name, justify="left" if name == "quota / total" else "right")
+    now_ms = int(time.time() * 1000)
     for name in TOTAL_COLUMNS:
         limit = c["limits"].get(name)
         used = c["totals"][name]
         limit_text = "-" if name not in c["limits"] else (
             "unlimited" if limit is None else f"{limit:,}")
         percent = f"{used * 100 // limit}%" if limit else ""
-        totals.add_row(name, f"{used:,}", limit_text, percent)
+        totals.add_row(name, f"{used:,}", limit_text, percent,
+                       _forecast_text(c, name, used, limit, now_ms))
     out.print(totals)
     for title, key in (("machines", "machines"), ("members", "members"), ("skills", "skills")):
         entries: dict[str, dict[str, int]] = c[key]
@@ -159,6 +222,7 @@ def _print_cycle(workspace: str, c: dict[str, Any]) -> None:
         out.print(_breakdown("providers", providers))
     if models:
         out.print(_breakdown("models", models))
+    _print_cost(c.get("cost"))
 
 
 def _breakdown(title: str, entries: dict[str, dict[str, int]]) -> Table:

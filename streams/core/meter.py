@@ -61,6 +61,7 @@ from streams.core.dedup import (
     IdWindows,
 )
 from streams.core.enforcement import decide
+from streams.core.pricing import PRICER, Pricer
 from streams.core.quotas import (
     NO_PLAN,
     Q_AI_TOKENS,
@@ -76,7 +77,14 @@ from streams.core.quotas import (
     prune_request,
 )
 from streams.core.timefmt import MINUTE_MS, utc_text
-from streams.core.usage import LIMITS, TOTALS, CycleUsage, plan_from_state, plan_to_state
+from streams.core.usage import (
+    LIMITS,
+    TOTALS,
+    CycleUsage,
+    new_entry,
+    plan_from_state,
+    plan_to_state,
+)
 
 STATE_FORMAT: Final = 1
 ALL_QUOTAS: Final = (0, 1, 2, 3, 4, 5)
@@ -113,6 +121,9 @@ def _closed(t: int, prev_start: int) -> Outcome:
 
 class WorkspaceMeter:
     """All metering state of one workspace (see the module docstring)."""
+
+    # Prices tokens events (None: pricing off, every cost 0; the benchmark's baseline).
+    pricer: Pricer | None = PRICER
 
     __slots__ = (
         "_full_eval", "carry_machines", "carry_storage", "count_new", "count_old", "cur", "ids",
@@ -311,37 +322,62 @@ class WorkspaceMeter:
         ids.remember(K_TOKENS, ev.event_id, t)
         n = ev.input_tokens + ev.output_tokens
         c.ai_tokens += n
+        pricer = self.pricer
+        cost: int | None = 0
+        if pricer is not None:
+            cost = pricer.cost(ev.provider, ev.model, t, ev.input_tokens, ev.output_tokens,
+                               ev.cache_read_tokens, ev.cache_write_tokens)
+            if c.prices_version is None:
+                c.prices_version = pricer.version
+        unpriced = 0
+        if cost is None:  # the price table does not know the model: never guessed
+            cost = 0
+            unpriced = n
+            c.unpriced_tokens += n
+        else:
+            c.cost_micros += cost
         member = c.by_member.get(ev.member_id)
         if member is None:
-            member = c.by_member[ev.member_id] = [0, 0, 0, 0]
+            member = c.by_member[ev.member_id] = new_entry("member")
         member[0] += n
+        member[4] += cost
         if ev.surface == "chat":
             member[1] += n
         machine_id = ev.machine_id
         if machine_id is not None:
             machine = c.by_machine.get(machine_id)
             if machine is None:
-                machine = c.by_machine[machine_id] = [0, 0]
+                machine = c.by_machine[machine_id] = new_entry("machine")
             machine[1] += n
+            machine[2] += cost
         skill_name = ev.skill
         if skill_name is not None:
             skill = c.by_skill.get(skill_name)
             if skill is None:
-                skill = c.by_skill[skill_name] = [0, 0, 0]
+                skill = c.by_skill[skill_name] = new_entry("skill")
             skill[2] += n
+            skill[3] += cost
         provider_name = ev.provider
         provider = c.by_provider.get(provider_name)
         if provider is None:
-            provider = c.by_provider[provider_name] = [0, 0]
+            provider = c.by_provider[provider_name] = new_entry("provider")
             c.by_model[provider_name] = {}
         provider[0] += ev.input_tokens
         provider[1] += ev.output_tokens
+        provider[2] += ev.cache_read_tokens
+        provider[3] += ev.cache_write_tokens
+        provider[4] += cost
+        provider[5] += unpriced
         models = c.by_model[provider_name]
         model = models.get(ev.model)
         if model is None:
-            model = models[ev.model] = [0, 0]
+            model = models[ev.model] = new_entry("model")
         model[0] += ev.input_tokens
         model[1] += ev.output_tokens
+        model[2] += ev.cache_read_tokens
+        model[3] += ev.cache_write_tokens
+        model[4] += cost
+        model[5] += unpriced
         dirty = c.dirty
         if dirty is not None:
             dirty.add(TOTALS)
@@ -370,11 +406,11 @@ class WorkspaceMeter:
         c.commands += 1
         member = c.by_member.get(ev.member_id)
         if member is None:
-            member = c.by_member[ev.member_id] = [0, 0, 0, 0]
+            member = c.by_member[ev.member_id] = new_entry("member")
         member[3] += 1
         machine = c.by_machine.get(ev.machine_id)
         if machine is None:
-            machine = c.by_machine[ev.machine_id] = [0, 0]
+            machine = c.by_machine[ev.machine_id] = new_entry("machine")
         machine[0] += 1
         dirty = c.dirty
         if dirty is not None:
@@ -399,7 +435,7 @@ class WorkspaceMeter:
         c.schedule_runs += 1
         member = c.by_member.get(ev.member_id)
         if member is None:
-            member = c.by_member[ev.member_id] = [0, 0, 0, 0]
+            member = c.by_member[ev.member_id] = new_entry("member")
         member[2] += 1
         dirty = c.dirty
         if dirty is not None:
@@ -423,7 +459,7 @@ class WorkspaceMeter:
         c.skill_invocations += 1
         skill = c.by_skill.get(ev.skill)
         if skill is None:
-            skill = c.by_skill[ev.skill] = [0, 0, 0]
+            skill = c.by_skill[ev.skill] = new_entry("skill")
         skill[0] += 1
         if ev.cache_hit:
             skill[1] += 1
@@ -638,6 +674,7 @@ class WorkspaceMeter:
             "cycle_start": record.start,
             "cycle_ends_at": record.end,
             "plan": record.plan.name,
+            "prices_version": record.prices_version,
             "entries": [{"dimension": entry[0], "key": entry[1],
                          "values": record.entry_values(entry)} for entry in sorted(entries)],
         }

@@ -25,7 +25,10 @@ LIMITS: Final[dict[str, int | None]] = {
 def _cycle(ends: str, totals: dict[str, int], **breakdowns: Any) -> dict[str, Any]:
     return {"cycle_ends_at": ends, "plan": "team", "totals": totals, "limits": dict(LIMITS),
             "machines": breakdowns.get("machines", {}), "members": breakdowns.get("members", {}),
-            "skills": breakdowns.get("skills", {}), "providers": breakdowns.get("providers", {})}
+            "skills": breakdowns.get("skills", {}), "providers": breakdowns.get("providers", {}),
+            "cost": {"currency": "USD", "unit": "micro_dollars", "total": 0,
+                     "unpriced_tokens": 0, "members": {}, "machines": {}, "skills": {},
+                     "models": {}}}
 
 
 def _totals(ai: int, runs: int, api: int, storage: int, machines: int = 3, commands: int = 1000,
@@ -64,6 +67,24 @@ CURRENT: Final = _cycle(
         }},
     },
 )
+
+
+
+def _cost(opus: int, haiku: int, mini: int, unpriced: int = 0) -> dict[str, Any]:
+    """A usage.json cost object (micro-dollars) over CURRENT's three models."""
+    def model(cost: int, unpriced_tokens: int = 0) -> dict[str, Any]:
+        return {"cost": cost, "cache_read_tokens": 0, "cache_write_tokens": 0,
+                "priced": unpriced_tokens == 0, "unpriced_tokens": unpriced_tokens}
+    # history reads no "prices" (the price table is in ClickHouse's usage_snapshots rows)
+    return {"currency": "USD", "unit": "micro_dollars",
+            "total": opus + haiku + mini, "unpriced_tokens": unpriced,
+            "members": {"kim": opus, "lee": haiku + mini}, "machines": {}, "skills": {},
+            "models": {"anthropic/claude-3-haiku": model(haiku, unpriced),
+                       "anthropic/claude-opus-4": model(opus),
+                       "openai/gpt-4o-mini": model(mini)}}
+
+
+CURRENT["cost"] = _cost(15_000_000, 65_000, 89_740)
 
 ACME: Final[dict[str, dict[str, Any]]] = {
     JAN: _cycle(FEB, _totals(800_000, 1_200, 30_000, 2_000_000_000)),

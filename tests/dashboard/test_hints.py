@@ -93,3 +93,20 @@ def test_schedule_frequency_with_runs_not_attributed_to_members() -> None:
     assert "not every run is attributed" in hint.detail.lower()
     calm = {**busy, "totals": {**CYCLE["totals"], "schedule_runs": 900}}
     assert schedule_frequency_hint(calm, data.NOW).status == "ok"  # all together within pace
+
+
+def test_hints_state_their_saving_in_dollars() -> None:
+    # summarize cost 1,080,000 uUSD over 540 uncached calls = 2,000 per call; the 240
+    # calls a 50 % hit rate would spare: 480,000 uUSD = $0.48
+    priced = {**CYCLE, "cost": {**CYCLE["cost"], "skills": {"summarize": 1_080_000}}}
+    hint = skill_cache_hint(priced)
+    assert hint.saving_micros == 480_000
+    assert "about $0.48" in hint.headline
+    # large model claude-opus-4: 680,000 tokens for 15,000,000 uUSD; the small models
+    # priced 554,567 tokens for 154,740 uUSD, so 680,000 tokens at their mean price cost
+    # 189,739 (floor of 189,739.8): saving 14,810,261 uUSD
+    model = model_choice_hint(CYCLE)
+    assert model.saving_micros == 14_810_261
+    assert "save about $14.81" in model.headline
+    assert model_choice_hint({k: v for k, v in CYCLE.items() if k != "cost"}).saving_micros \
+        is None  # no cost object: no dollar estimate

@@ -75,8 +75,13 @@ def test_quota_cards_show_the_stored_usage_limits_and_the_check_apis_decisions(
 
 
 def test_breakdown_tables_equal_the_stored_breakdowns(acme_page: Element) -> None:
-    assert _table(acme_page, "machines") == data.CURRENT["machines"]
-    assert _table(acme_page, "members") == data.CURRENT["members"]
+    cost = data.CURRENT["cost"]
+    assert _table(acme_page, "machines") == {
+        k: {**v, "cost_micros": cost["machines"].get(k, 0)}
+        for k, v in data.CURRENT["machines"].items()}
+    assert _table(acme_page, "members") == {
+        k: {**v, "cost_micros": cost["members"].get(k, 0)}
+        for k, v in data.CURRENT["members"].items()}
     skills = _table(acme_page, "skills")
     assert {k: {m: v[m] for m in ("invocations", "cache_hits", "ai_tokens")}
             for k, v in skills.items()} == data.CURRENT["skills"]
@@ -113,8 +118,10 @@ def test_history_lists_every_cycle_with_csv_links(acme_page: Element) -> None:
     for row in rows:
         cells = {c.attrs["data-col"]: int(c.attrs["data-value"]) for c in row.find_all("td")
                  if "data-col" in c.attrs}
-        totals = data.ACME[row.attrs["data-cycle"]]["totals"]
-        assert cells == {m: totals[m] for m in cells}
+        cycle = data.ACME[row.attrs["data-cycle"]]
+        cost = cycle.get("cost", {}).get("total", 0)  # micro-dollars, exact in data-value
+        assert cells == {m: cycle["totals"][m] if m != "cost" else cost for m in cells}
+        assert "cost" in cells
     links = [a.attrs["href"] for a in acme_page.find_all("a")]
     assert any(h.startswith("/export.csv?workspace=acme&cycle=2026-01-01") for h in links)
 
@@ -196,3 +203,19 @@ def test_the_page_renders_without_a_check_api(dashboard_without_api: str) -> Non
     cards = [c for c in page.find_all("article") if "data-quota" in c.attrs]
     assert [int(c.attrs["data-used"]) for c in cards] == [
         data.CURRENT["totals"][q] for q in QUOTAS]
+
+
+def test_the_quota_cards_show_the_forecast_and_the_tiles_the_cost(acme_page: Element) -> None:
+    """At NOW (9.5 days into April) acme used 1,234,567 of 1,250,000 AI tokens: at 129,954
+    a day the last 15,433 last about 2.9 hours, so 100 % comes on 10 April; API requests
+    (45,000, unlimited) are projected to 45,000 x 30 / 9.5 = 142,105 at cycle end."""
+    cards = {c.attrs["data-quota"]: c for c in acme_page.find_all("article")
+             if "data-quota" in c.attrs}
+    assert "reaches 100 % on 10 Apr 2026 at this pace" in cards["ai_tokens"].all_text
+    assert "at cycle end at this pace" in cards["api_requests_per_cycle"].all_text
+    assert "at this pace" not in cards["machines"].all_text  # a gauge: no forecast
+    marks = [m for m in cards["ai_tokens"].find_all("span")
+             if "forecast" in m.attrs.get("class", "")]
+    assert len(marks) == 1
+    (tile,) = [t for t in acme_page.find_all("div") if t.attrs.get("data-tile") == "cost"]
+    assert "$15.15" in tile.all_text  # 15,154,740 micro-dollars

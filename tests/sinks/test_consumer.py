@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from meter.settings import Settings
-from schemas.aggregates import TOTAL_METRICS, entries_of
+from schemas.aggregates import METRICS_OF, entries_of
 from schemas.codec import encode_record, key_of
 from schemas.registry import default_registry
 from sinks.consumer import SESSION_TIMEOUT_MS, SinkConsumer
@@ -41,7 +41,7 @@ def aggregate(ws: str, version: int, ai_tokens: int, commands: int = 0) -> dict[
             "version": version, "emitted_at": APR}
 
 
-ROWS_PER_RECORD = len(TOTAL_METRICS)  # a totals entry carries every total
+ROWS_PER_RECORD = len(METRICS_OF["totals"])  # a totals entry carries every total
 
 
 def produce(settings: Settings, records: list[tuple[str, dict[str, Any]]]) -> None:

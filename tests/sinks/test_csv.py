@@ -41,6 +41,11 @@ def write_sample(writer: BatchWriter) -> None:
         (JAN, FEB, "model", "openai/gpt-4o/mini", "output_tokens", 20),
         (JAN, FEB, "skill", "web-search", "invocations", 1),
         (MAR, APR, "totals", "", "commands", 5),
+        # cost: integer micro-dollars, exact in the CSV (usage.aggregates v3 metrics)
+        (JAN, FEB, "totals", "", "cost_micros", 1_234_567),
+        (JAN, FEB, "totals", "", "unpriced_tokens", 7),
+        (JAN, FEB, "member", "zoë", "cost_micros", 1_234_567),
+        (JAN, FEB, "model", "openai/gpt-4o/mini", "cost_micros", 1_234_567),
     ]
     for version, row in enumerate(rows, start=1):
         writer.add("usage.aggregates", rec(*row, version=version))

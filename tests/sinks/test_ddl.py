@@ -35,4 +35,4 @@ def test_analyst_views_exist(client: Client) -> None:
     ).result_rows}
     assert views == {"usage_latest", "current_cycle", "usage_by_provider", "usage_by_model",
                      "usage_by_member", "usage_by_machine", "usage_by_skill", "crossings",
-                     "deliveries"}
+                     "deliveries", "usage_cost"}

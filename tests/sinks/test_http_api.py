@@ -19,7 +19,7 @@ from sinks.history import CycleNotFound
 from sinks.http_api import ReadService, make_server, serve_in_thread
 from sinks.metrics import SinkMetrics
 from sinks.reads import RemoteReads
-from sinks.shape import parse_time
+from sinks.shape import iso, parse_time
 from sinks.store import StoreHandle
 from sinks.writer import BatchWriter
 
@@ -39,6 +39,7 @@ def api(store: StoreHandle, writer: BatchWriter) -> Iterator[str]:
     writer.add("usage.aggregates", rec(JAN, FEB, "ai_tokens", 10, 1))
     writer.add("usage.aggregates", rec(FEB, MAR, "ai_tokens", 25, 2))
     writer.add("usage.aggregates", rec(FEB, MAR, "commands", 3, 3, ws="x' OR 1=1 --"))
+    writer.add("usage.aggregates", rec(FEB, MAR, "cost_micros", 1_234_567, 4))
     writer.flush()
     read_store = StoreHandle(store.settings)
     server = make_server("127.0.0.1", 0, ReadService(read_store, writer.metrics))
@@ -56,7 +57,7 @@ def test_health_readiness_and_metrics(api: str) -> None:
     assert httpx.get(api + "/readyz").status_code == 200
     metrics = httpx.get(api + "/metrics")
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'meter_sink_rows_written_total{table="usage_snapshots"} 3' in metrics.text
+    assert 'meter_sink_rows_written_total{table="usage_snapshots"} 4' in metrics.text
     assert "meter_sink_batches_total 1" in metrics.text
 
 
@@ -113,10 +114,37 @@ def test_the_cli_reads_through_the_sink_that_owns_the_store(api: str, store: Sto
     assert shown.returncode == 0, shown.stderr
     assert "2025-02-01T00:00:00Z" in shown.stdout and "25" in shown.stdout
     assert target.read_bytes().startswith(b"workspace_id,cycle_start,")
+    assert b",totals,,cost_micros,1234567\r\n" in target.read_bytes()  # exact, no float
+    assert "$1.234567" in shown.stdout
     current = subprocess.run([*meter, "usage", "w1"], env=env, capture_output=True, text=True,
                              timeout=120, check=False)
     assert current.returncode == 0, current.stderr
     assert "2025-02-01T00:00:00Z" in current.stdout
+    assert "cost: $1.234567" in current.stdout
     missing = subprocess.run([*meter, "usage", "nobody"], env=env, capture_output=True,
                              text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "no usage recorded" in missing.stderr
+
+
+def test_meter_usage_forecasts_the_open_cycle(api: str, store: StoreHandle,
+                                              writer: BatchWriter) -> None:
+    """1,000 AI tokens in the first 10 days of a 30-day cycle open now, limit 2,000: at
+    that pace 100 % comes on day 20 (streams/core/forecast.py)."""
+    import time
+
+    day = 86_400_000
+    start = (int(time.time() * 1000) // 1000) * 1000 - 10 * day
+    head = {"workspace_id": "wf", "cycle_start": start, "cycle_ends_at": start + 30 * day,
+            "plan": "team", "version": 1, "emitted_at": 0}
+    writer.add("usage.aggregates", {**head, "entries": [
+        {"dimension": "totals", "key": "", "values": [1_000, 0, 0, 0, 0, 0, 0, 0]},
+        {"dimension": "limits", "key": "", "values": [None, 2_000, None, None, None, None]}]})
+    writer.flush()
+    env = {**os.environ, "METER_SINK_PORT": api.rsplit(":", 1)[1], "COLUMNS": "250",
+           "METER_CHDB_PATH": str(store.settings.chdb_path)}
+    env.pop("METER_CLICKHOUSE_URL", None)
+    shown = subprocess.run([str(Path(sys.executable).parent / "meter"), "usage", "wf"], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr
+    day_20 = iso(start + 20 * day)[:10]
+    assert f"reaches 100 % on {day_20}" in shown.stdout, shown.stdout

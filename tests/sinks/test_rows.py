@@ -40,11 +40,20 @@ def test_an_aggregates_record_of_each_version_gives_its_rows() -> None:
     many = {**HEAD, "entries": [
         {"dimension": "limits", "key": "", "values": [2, None, 9, None, 60, 100]},
         {"dimension": "model", "key": "openai/gpt-4o", "values": [3, 4]}]}
-    row = ("w1", 1_000, 2_000, None, "totals", "", "ai_tokens", 7, 5, 1_500)
+    row = ("w1", 1_000, 2_000, None, "totals", "", "ai_tokens", 7, 5, 1_500, None)
     assert AGGREGATES.to_rows(one) == [row]
     assert AGGREGATES.to_rows(many) == [
-        ("w1", 1_000, 2_000, None, "limits", "", quota, limit, 5, 1_500)
+        ("w1", 1_000, 2_000, None, "limits", "", quota, limit, 5, 1_500, None)
         for quota, limit in zip(QUOTAS, [2, None, 9, None, 60, 100], strict=True)
-    ] + [("w1", 1_000, 2_000, None, "model", "openai/gpt-4o", "input_tokens", 3, 5, 1_500),
-         ("w1", 1_000, 2_000, None, "model", "openai/gpt-4o", "output_tokens", 4, 5, 1_500)]
+    ] + [("w1", 1_000, 2_000, None, "model", "openai/gpt-4o", "input_tokens", 3, 5, 1_500, None),
+         ("w1", 1_000, 2_000, None, "model", "openai/gpt-4o", "output_tokens", 4, 5, 1_500, None)]
     assert AGGREGATES.to_rows({**HEAD, "entries": []}) == []
+    # version 3: cost metrics are rows like the others; each row names the price table
+    priced = {**HEAD, "prices_version": "genai-prices 0.2.5", "entries": [
+        {"dimension": "totals", "key": "", "values": [7, 0, 0, 0, 0, 0, 0, 0, 1_234, 5]}]}
+    rows = AGGREGATES.to_rows(priced)
+    assert rows[-2:] == [
+        ("w1", 1_000, 2_000, None, "totals", "", "cost_micros", 1_234, 5, 1_500,
+         "genai-prices 0.2.5"),
+        ("w1", 1_000, 2_000, None, "totals", "", "unpriced_tokens", 5, 5, 1_500,
+         "genai-prices 0.2.5")]

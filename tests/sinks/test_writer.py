@@ -152,6 +152,9 @@ def test_a_replay_usage_json_loads_and_reads_back_exactly(
         have = dict(got[start])
         assert have.pop("cycle_start") == start
         assert have.pop("status") == "provisional"
+        # the acceptance file predates costs: no cost was written, none is read back
+        cost = have.pop("cost")
+        assert (cost["total"], cost["unpriced_tokens"]) == (0, 0)
         assert have == want
 
 
@@ -186,3 +189,25 @@ def socket_that_refuses() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
+
+
+def test_cost_of_a_replay_reads_back_from_history_to_the_micro_dollar(
+        writer: BatchWriter, reader: HistoryReader) -> None:
+    from meter.workload import Workload, generate_lines
+    from tests.streams.harness import replay_lines
+
+    lines = list(generate_lines(Workload(workspaces=3, events=3_000, seed=17)))
+    usage, _ = replay_lines(lines)
+    for record in usage_records(usage):
+        writer.add("usage.aggregates", record)
+    writer.flush()
+    checked = 0
+    for ws, body in usage["workspaces"].items():
+        got = {c.to_json()["cycle_start"]: c.to_json() for c in reader.history(ws, cycles=12)}
+        for start, cycle in body["cycles"].items():
+            want = dict(cycle["cost"])
+            assert want.pop("prices").startswith("genai-prices ")
+            have = got[start]["cost"]
+            assert have == want
+            checked += want["total"] > 0 and want["unpriced_tokens"] > 0
+    assert checked  # priced and unpriced models both occurred

@@ -178,7 +178,28 @@ def flatten_usage(usage: dict[str, Any]) -> dict[tuple[Any, ...], int | None]:
                 for model, m in p["models"].items():
                     for metric in ("input_tokens", "output_tokens"):
                         flat[(ws, start, "model", f"{provider}/{model}", metric)] = m[metric]
+            _flatten_cost(flat, ws, start, cycle["cost"])
     return flat
+
+
+def _flatten_cost(flat: dict[tuple[Any, ...], int | None], ws: str, start: int,
+                  cost: dict[str, Any]) -> None:
+    """usage.json's ``cost`` object -> the cost metrics of ``usage.aggregates``."""
+    flat[(ws, start, "totals", "", "cost_micros")] = cost["total"]
+    flat[(ws, start, "totals", "", "unpriced_tokens")] = cost["unpriced_tokens"]
+    for section, dim in (("members", "member"), ("machines", "machine"), ("skills", "skill")):
+        for key, micros in cost[section].items():
+            flat[(ws, start, dim, key, "cost_micros")] = micros
+    providers: dict[tuple[Any, ...], int] = {}
+    for key, m in cost["models"].items():
+        provider = key.partition("/")[0]
+        for metric, field in (("cache_read_tokens", "cache_read_tokens"),
+                              ("cache_write_tokens", "cache_write_tokens"),
+                              ("cost_micros", "cost"), ("unpriced_tokens", "unpriced_tokens")):
+            flat[(ws, start, "model", key, metric)] = m[field]
+            at = (ws, start, "provider", provider, metric)
+            providers[at] = providers.get(at, 0) + m[field]
+    flat.update(providers)
 
 
 def differences(stream: dict[tuple[Any, ...], int | None],

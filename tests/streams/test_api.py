@@ -297,3 +297,17 @@ def test_meter_api_answers_from_the_real_quota_state_topic(
     assert quotas["ai_tokens"]["limit"] == 1000
     assert httpx.get(f"{api_process}/readyz").status_code == 200
     assert "meter_api_requests_total" in httpx.get(f"{api_process}/metrics").text
+
+
+def test_the_quota_listing_forecasts_counter_quotas() -> None:
+    """50 of 100 AI tokens by 2026-03-03T10:00:30Z (2 days 10 h into a March cycle): at
+    that pace 100 % comes 2 days 10 h later; gauges get no forecast."""
+    with _client([_state_record("ai_tokens", 50)]) as client:
+        body = client.get("/v1/workspaces/wa/quotas", headers=AUTH).json()
+    quotas = {q["quota"]: q for q in body["quotas"]}
+    assert quotas["ai_tokens"]["forecast"] == {
+        "status": "ok", "projected": 50 + 50 * (31 * 86_400 - 208_830) // 208_830,
+        "exhausted_at": "2026-03-05T20:01:00Z"}
+    assert quotas["schedule_runs"]["forecast"]["status"] == "insufficient_data"  # none used
+    assert quotas["machines"]["forecast"] is None
+    assert quotas["api_requests_per_minute"]["forecast"] is None

@@ -43,10 +43,10 @@ def plan(at: str, *, anchor: str | None = None, tz: str = "UTC", name: str = "te
 
 def tokens(at: str, n: int = 1, *, out: int = 0, ws: str = WS, member: str = "alice",
            machine: str | None = None, skill: str | None = None, provider: str = "openai",
-           model: str = "gpt-4o", surface: str = "agent",
-           event_id: str | None = None) -> TokensEvent:
+           model: str = "gpt-4o", surface: str = "agent", cache_read: int = 0,
+           cache_write: int = 0, event_id: str | None = None) -> TokensEvent:
     return TokensEvent(_id(event_id), ws, ms(at), member, machine, skill, provider, model, n,
-                       out, surface)
+                       out, surface, cache_read, cache_write)
 
 
 def command(at: str, *, ws: str = WS, member: str = "alice", machine: str = "m1",

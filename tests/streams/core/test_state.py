@@ -23,7 +23,7 @@ def test_one_aggregates_record_per_changed_cycle_with_only_changed_keys() -> Non
     meter.apply(tokens("2025-01-02T00:00:00Z", 5, machine="m1", provider="openai", model="o/x"))
     (record,) = meter.take_changed_aggregates(111)
     assert set(record) == {"workspace_id", "cycle_start", "cycle_ends_at", "plan", "entries",
-                           "version", "emitted_at"}
+                           "prices_version", "version", "emitted_at"}
     assert (record["cycle_start"], record["version"], record["emitted_at"]) == (JAN, 1, 111)
     keyed = {(d, k, m): v for d, k, m, v in values_of(record)}
     assert keyed[("totals", "", "ai_tokens")] == 5
