@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from confluent_kafka import Producer
 
 from meter.ports import free_port
@@ -223,3 +224,29 @@ def replay_lines(lines: list[bytes]) -> tuple[dict[str, Any], list[dict[str, Any
                     on_deadletter=lambda _: None)
     replay.feed(lines)
     return replay.finish(), crossings
+
+
+def event_line(**fields: Any) -> bytes:
+    """One JSON line of an event (``meter publish`` format)."""
+    return orjson.dumps(fields)
+
+
+def usage_lines(workspace: str, quota: str, used: int, occurred_at: str) -> list[bytes]:
+    """Events that bring one quota of ``workspace`` to ``used`` at ``occurred_at``."""
+    common = {"workspace_id": workspace, "occurred_at": occurred_at}
+    if quota == "machines":
+        return [event_line(type="machine", event_id=f"m{i}", machine_id=f"box{i}",
+                           action="registered", **common) for i in range(used)]
+    if quota == "ai_tokens":
+        return [event_line(type="tokens", event_id="t", member_id="kim", machine_id=None,
+                           skill=None, provider="openai", model="gpt-4o", input_tokens=used,
+                           output_tokens=0, surface="chat", **common)]
+    if quota == "storage_bytes":
+        return [event_line(type="storage", event_id="s", category="transcripts",
+                           total_bytes=used, **common)]
+    if quota == "schedule_runs":
+        return [event_line(type="schedule_run", event_id=f"r{i}", member_id="kim",
+                           schedule_id="nightly", machine_id=None, **common)
+                for i in range(used)]
+    return [event_line(type="api", event_id="a", member_id=None, protocol="rest",
+                       requests=used, **common)]

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,7 +20,14 @@ from schemas.jsonl import parse_line
 from streams.api import create_api
 from streams.core.meter import WorkspaceMeter
 from streams.state_view import HEARTBEAT_KEY_PREFIX, QuotaStateView, heartbeat_record
-from tests.streams.harness import free_port, publish_lines, running_worker, wait_caught_up
+from tests.streams.harness import (
+    event_line,
+    free_port,
+    publish_lines,
+    running_worker,
+    usage_lines,
+    wait_caught_up,
+)
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,42 +36,19 @@ MINUTE = "2026-03-03T10:00:10Z"
 LIMIT = 100
 
 
-def _line(**fields: Any) -> bytes:
-    return orjson.dumps(fields)
-
-
 def _plan() -> bytes:
-    return _line(type="plan", event_id="p", workspace_id="wa", occurred_at="2026-03-01T00:00:00Z",
-                 plan="team", cycle_anchor="2026-03-01T00:00:00Z", timezone="UTC",
-                 limits={q: LIMIT for q in ("machines", "ai_tokens", "storage_bytes",
-                                             "schedule_runs", "api_requests_per_minute",
-                                             "api_requests_per_cycle")},
-                 owners=["ops@wa.example"])
-
-
-def _usage_lines(quota: str, used: int) -> list[bytes]:
-    """Events that bring one quota of workspace wa to ``used``."""
-    common = {"workspace_id": "wa", "occurred_at": MINUTE}
-    if quota == "machines":
-        return [_line(type="machine", event_id=f"m{i}", machine_id=f"box{i}",
-                      action="registered", **common) for i in range(used)]
-    if quota == "ai_tokens":
-        return [_line(type="tokens", event_id="t", member_id="kim", machine_id=None, skill=None,
-                      provider="openai", model="gpt-4o", input_tokens=used, output_tokens=0,
-                      surface="chat", **common)]
-    if quota == "storage_bytes":
-        return [_line(type="storage", event_id="s", category="transcripts", total_bytes=used,
-                      **common)]
-    if quota == "schedule_runs":
-        return [_line(type="schedule_run", event_id=f"r{i}", member_id="kim",
-                      schedule_id="nightly", machine_id=None, **common) for i in range(used)]
-    return [_line(type="api", event_id="a", member_id=None, protocol="rest", requests=used,
-                  **common)]
+    return event_line(type="plan", event_id="p", workspace_id="wa",
+                      occurred_at="2026-03-01T00:00:00Z", plan="team",
+                      cycle_anchor="2026-03-01T00:00:00Z", timezone="UTC",
+                      limits={q: LIMIT for q in ("machines", "ai_tokens", "storage_bytes",
+                                                 "schedule_runs", "api_requests_per_minute",
+                                                 "api_requests_per_cycle")},
+                      owners=["ops@wa.example"])
 
 
 def _state_record(quota: str, used: int) -> dict[str, Any]:
     meter = WorkspaceMeter("wa")
-    for raw in [_plan(), *_usage_lines(quota, used)]:
+    for raw in [_plan(), *usage_lines("wa", quota, used, MINUTE)]:
         meter.apply(parse_line(raw, now_ms=None))
     return meter.quota_state_record(NOW)
 

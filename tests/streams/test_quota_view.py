@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -25,6 +24,7 @@ from streams.api import create_api
 from streams.quota_view import HARD_QUOTAS, QuotaView, UnknownWorkspace
 from streams.state_view import HEARTBEAT_KEY_PREFIX, heartbeat_record
 from tests.meter.transactions import TransactionalWriter
+from tests.streams.harness import event_line, usage_lines
 
 pytestmark = pytest.mark.kafka
 
@@ -39,38 +39,15 @@ AT_LIMIT = {"machines": "reject", "ai_tokens": "reject", "storage_bytes": "prune
             "api_requests_per_cycle": "reject"}
 
 
-def _line(**fields: Any) -> bytes:
-    return orjson.dumps(fields)
-
-
-def _usage(workspace: str, quota: str, used: int) -> list[bytes]:
-    common = {"workspace_id": workspace, "occurred_at": "2026-03-03T10:00:10Z"}
-    if quota == "machines":
-        return [_line(type="machine", event_id=f"m{i}", machine_id=f"box{i}",
-                      action="registered", **common) for i in range(used)]
-    if quota == "ai_tokens":
-        return [_line(type="tokens", event_id="t", member_id="kim", machine_id=None, skill=None,
-                      provider="openai", model="gpt-4o", input_tokens=used, output_tokens=0,
-                      surface="chat", **common)]
-    if quota == "storage_bytes":
-        return [_line(type="storage", event_id="s", category="transcripts", total_bytes=used,
-                      **common)]
-    if quota == "schedule_runs":
-        return [_line(type="schedule_run", event_id=f"r{i}", member_id="kim",
-                      schedule_id="nightly", machine_id=None, **common) for i in range(used)]
-    return [_line(type="api", event_id="a", member_id=None, protocol="rest", requests=used,
-                  **common)]
-
-
 def _state(workspace: str, quota: str, used: int) -> dict[str, Any]:
     from streams.core.meter import WorkspaceMeter
 
     meter = WorkspaceMeter(workspace)
-    plan = _line(type="plan", event_id="p", workspace_id=workspace,
-                 occurred_at="2026-03-01T00:00:00Z", plan="team",
-                 cycle_anchor="2026-03-01T00:00:00Z", timezone="UTC",
-                 limits={q: LIMIT for q in QUOTAS}, owners=["ops@example.com"])
-    for raw in [plan, *_usage(workspace, quota, used)]:
+    plan = event_line(type="plan", event_id="p", workspace_id=workspace,
+                      occurred_at="2026-03-01T00:00:00Z", plan="team",
+                      cycle_anchor="2026-03-01T00:00:00Z", timezone="UTC",
+                      limits={q: LIMIT for q in QUOTAS}, owners=["ops@example.com"])
+    for raw in [plan, *usage_lines(workspace, quota, used, "2026-03-03T10:00:10Z")]:
         meter.apply(parse_line(raw, now_ms=None))
     return meter.quota_state_record(NOW)
 
