@@ -40,6 +40,7 @@ import httpx
 import orjson
 from confluent_kafka import Producer
 
+from bench.provenance import git_commit
 from deploy.topics import create_topics
 from meter.settings import Settings, load_settings
 from schemas.codec import encode_record
@@ -231,9 +232,7 @@ def main() -> None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
                            "cpus": os.cpu_count(), "workspaces": args.workspaces}
-    with contextlib.suppress(Exception):
-        out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
-                                       capture_output=True, text=True).stdout.strip()
+    out["commit"] = git_commit()
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp_name:
         tmp = Path(tmp_name)
         settings = load_settings(

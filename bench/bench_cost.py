@@ -8,7 +8,7 @@ caching on a quarter of the calls) is replayed through the command's code path
 median events/s of each and their ratio (target: pricing on within 10 % of off), and
 writes bench/results/bench_cost.json.
 
-    .venv/bin/python bench/bench_cost.py [--events 400000] [--rounds 3]
+    .venv/bin/python -m bench.bench_cost [--events 400000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.provenance import ROOT, git_commit
+from meter.commands.replay import run_replay
+from meter.workload import Workload, write_jsonl
+from streams.core.meter import WorkspaceMeter
+
 RESULTS = ROOT / "bench" / "results"
 
 
 def child(log: Path, pricing: bool) -> None:
-    sys.path.insert(0, str(ROOT))
-    from meter.commands.replay import run_replay
-    from streams.core.meter import WorkspaceMeter
 
     if not pricing:
         WorkspaceMeter.pricer = None
@@ -52,15 +53,10 @@ def child(log: Path, pricing: bool) -> None:
 
 
 def run_child(log: Path, pricing: bool) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", str(log), "--pricing", "on" if pricing else "off"]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "bench.bench_cost", "--child", str(log),
+           "--pricing", "on" if pricing else "off"]
+    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                          capture_output=True, check=False)
-    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -74,8 +70,6 @@ def main() -> None:
     if args.child:
         child(Path(args.child), args.pricing == "on")
         return
-    sys.path.insert(0, str(ROOT))
-    from meter.workload import Workload, write_jsonl
 
     runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as tmp:

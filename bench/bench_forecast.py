@@ -10,7 +10,7 @@ error is |projected 100 % instant - true instant|, with "not this cycle" counted
 cycle end. Prints the mean absolute error (hours) per point and shape, and writes
 bench/results/bench_forecast.json.
 
-    .venv/bin/python bench/bench_forecast.py [--workspaces 400]
+    .venv/bin/python -m bench.bench_forecast [--workspaces 400]
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from itertools import pairwise
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.provenance import ROOT, git_commit
+from streams.core.forecast import OK, REACHED, forecast
+
 RESULTS = ROOT / "bench" / "results"
 HOUR = 3_600_000
 MONTHS = ((2026, 9), (2026, 10), (2026, 11))
@@ -55,8 +54,6 @@ def hourly_usage(shape: str, hours: int, rng: random.Random) -> list[int]:
 
 
 def backtest(workspaces: int, seed: int) -> dict[str, dict[str, float]]:
-    sys.path.insert(0, str(ROOT))
-    from streams.core.forecast import OK, REACHED, forecast
 
     rng = random.Random(seed)
     starts = [month_ms(y, m) for y, m in MONTHS] + [month_ms(2026, 12)]
@@ -94,12 +91,6 @@ def backtest(workspaces: int, seed: int) -> dict[str, dict[str, float]]:
     return {s: {p: round(sum(v) / len(v), 1) if v else float("nan") for p, v in by.items()}
             for s, by in errors.items()} | {
         "samples": {p: len(v) for p, v in errors["all"].items()}}  # type: ignore[dict-item]
-
-
-def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                          capture_output=True, check=False)
-    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:
