@@ -9,10 +9,7 @@ request answers; stop sends SIGTERM, waits, then SIGKILL.
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from meter.errors import UserError
+from meter.processes import alive, terminate_group
 from meter.settings import Settings
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -164,18 +162,7 @@ def read_pid(paths: KafkaPaths) -> int | None:
         pid = int(paths.pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    # A zombie child of this process counts as dead.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return None
-    return pid
+    return pid if alive(pid) else None
 
 
 def metadata_ok(bootstrap: str, timeout_s: float = 2.0) -> bool:
@@ -289,38 +276,10 @@ def start(settings: Settings, progress: Progress = _noop, timeout_s: float = 90.
             progress(f"Kafka ready on {settings.kafka_bootstrap} (pid {proc.pid})")
             return proc.pid
         time.sleep(0.25)
-    _terminate(proc.pid, grace_s=10)
+    terminate_group(proc.pid, grace_s=10)
     paths.pid_file.unlink(missing_ok=True)
     raise KafkaStartError(
         f"the broker did not answer within {timeout_s:.0f} s.\n" + log_tail(paths))
-
-
-def _terminate(pid: int, grace_s: float) -> bool:
-    """SIGTERM the broker's process group, wait, then SIGKILL; True if it had to be killed."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return False
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    while _alive(pid):
-        time.sleep(0.05)
-    return True
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def stop(settings: Settings, progress: Progress = _noop, grace_s: float = 30.0) -> bool:
@@ -331,7 +290,7 @@ def stop(settings: Settings, progress: Progress = _noop, grace_s: float = 30.0) 
         paths.pid_file.unlink(missing_ok=True)
         return False
     progress(f"stopping Kafka (pid {pid})")
-    killed = _terminate(pid, grace_s)
+    killed = terminate_group(pid, grace_s)
     paths.pid_file.unlink(missing_ok=True)
     progress("Kafka killed after the grace period" if killed else "Kafka stopped")
     return True

@@ -32,6 +32,7 @@ from rich.table import Table
 from meter import supervisor
 from meter.errors import UserError
 from meter.ports import free_port
+from meter.processes import alive
 from meter.settings import Settings, load_settings
 
 console = Console(stderr=True)
@@ -117,9 +118,9 @@ def run_demo(base: Settings, *, workspaces: int, events: int, keep_running: bool
         if keep_running:
             console.print("Running until Ctrl-C.")
             records = list(result.state.services.values())
-            while all(supervisor.alive(r.pid) for r in records):
+            while all(alive(r.pid) for r in records):
                 time.sleep(1)
-            dead = [r.name for r in records if not supervisor.alive(r.pid)]
+            dead = [r.name for r in records if not alive(r.pid)]
             raise UserError(f"{', '.join(dead)} stopped; logs in {supervisor.logs_dir(settings)}")
     except KeyboardInterrupt:
         console.print("\nstopping (Ctrl-C)")

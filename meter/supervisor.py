@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import orjson
 
 from meter.errors import UserError
 from meter.ports import free_port, free_port_pair, port_or_free
+from meter.processes import alive, terminate_group
 from meter.settings import Settings
 
 Say = Callable[[str], None]
@@ -122,22 +122,6 @@ def spawn(name: str, command: list[str], env: dict[str, str], log: Path) -> int:
     return proc.pid
 
 
-def alive(pid: int | None) -> bool:
-    """The process runs (a zombie does not count)."""
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    return True
-
-
 def is_service(pid: int | None) -> bool:
     """The pid runs and is a meter process (not an unrelated one that reused the pid)."""
     if not alive(pid):
@@ -173,18 +157,7 @@ def wait_healthy(name: str, pid: int, url: str, log: Path, timeout_s: float = 90
 def stop_pids(pids: list[int], grace_s: float = 20.0) -> None:
     """SIGTERM each process group, in the order given, wait; SIGKILL what is left."""
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while alive(pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.1)
-        if alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        terminate_group(pid, grace_s)
 
 
 # --- the services ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 
 from meter import supervisor
 from meter.ports import free_port, free_port_pair
+from meter.processes import alive
 from meter.settings import Settings, load_settings
 
 SERVICES = ["worker-1", "worker-2", "api", "alerts", "sink", "dashboard"]
@@ -49,7 +50,7 @@ def _processes_of(data_dir: Path) -> list[int]:
             continue
         with contextlib.suppress(OSError):
             if any(item.startswith(marker) for item in (proc / "environ").read_bytes()
-                   .split(b"\0")) and supervisor.alive(int(proc.name)):
+                   .split(b"\0")) and alive(int(proc.name)):
                 found.append(int(proc.name))
     return found
 
@@ -118,7 +119,7 @@ def test_up_status_usage_down_on_free_ports(stack: Settings, tmp_path: Path) -> 
 
         killed = int((stack.data_dir / "run" / "worker-1.pid").read_text())
         os.kill(killed, signal.SIGKILL)
-        while supervisor.alive(killed):
+        while alive(killed):
             time.sleep(0.1)
         status = _meter(env, tmp_path, "status", ok=False)
         assert status.returncode == 1
@@ -134,7 +135,7 @@ def test_up_status_usage_down_on_free_ports(stack: Settings, tmp_path: Path) -> 
             "", False)).services.values()]
         down = _meter(env, tmp_path, "down")
     assert "stopped dashboard, api, alerts, sink, worker-1, worker-2" in down.stderr
-    assert not [pid for pid in pids if supervisor.alive(pid)]
+    assert not [pid for pid in pids if alive(pid)]
     assert _processes_of(stack.data_dir) == []
     assert _meter(env, tmp_path, "status", ok=False).returncode == 1
 
