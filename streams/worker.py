@@ -82,6 +82,15 @@ GAUGE_INTERVAL_S: Final = 2.0
 IDLE_POLL_S: Final = 0.2  # how long the loop waits for news when it has nothing to do
 WAITING_POLL_S: Final = 0.01  # ... and when a partition waits for a topic (alignment)
 KAFKA_TIMEOUT_S: Final = 60.0
+# One transactional call (AddOffsetsToTxn + TxnOffsetCommit, EndTxn) waits this long; a
+# timed-out one is retried or aborted by the loop, which sees the stop flag meanwhile.
+TXN_CALL_TIMEOUT_S: Final = 15.0
+# A commit or abort whose outcome is still unknown after this gives the producer up: a new
+# one under the same transactional.id settles the transaction, whatever its outcome, and
+# the partitions are restored from what Kafka holds. Without this bound a coordinator
+# librdkafka keeps a stale route to (librdkafka #5511, seen after a broker restart)
+# retried "Timed out" forever: no commit, and SIGTERM was never heard.
+TXN_OUTCOME_DEADLINE_S: Final = 60.0
 # A producer fenced again this soon after a fenced one was replaced means another instance
 # runs with the same transactional.id: exit rather than fence each other in turn. (Once is
 # a worker that was paused past its transaction timeout: it carries on.)
@@ -520,20 +529,20 @@ class Worker:
                       group: Any) -> None:
         """``send_offsets_to_transaction``, with a deadline of our own: librdkafka's call can
         block past its timeout when the group coordinator went away (librdkafka #5456,
-        #5511; seen here after a broker restart). Past the deadline the producer is given
-        up as failed (a new one under the same transactional.id fences it)."""
+        #5511; seen here after a broker restart, for 70 s). Past the deadline the producer
+        is given up as failed (a new one under the same transactional.id fences it)."""
         outcome: list[BaseException | None] = []
 
         def call() -> None:
             try:
-                producer.send_offsets_to_transaction(offsets, group, KAFKA_TIMEOUT_S)
+                producer.send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT_S)
                 outcome.append(None)
             except BaseException as exc:  # handed to the caller's thread
                 outcome.append(exc)
 
         thread = threading.Thread(target=call, name="send-offsets", daemon=True)
         thread.start()
-        thread.join(KAFKA_TIMEOUT_S + 10)
+        thread.join(TXN_CALL_TIMEOUT_S + 5)
         if not outcome:
             raise ProducerFailed(KafkaError(KafkaError._TIMED_OUT,
                                             "send_offsets_to_transaction did not return"))
@@ -570,18 +579,28 @@ class Worker:
     def _commit(self) -> None:
         producer = self._producer
         assert producer is not None
+        deadline = time.monotonic() + TXN_OUTCOME_DEADLINE_S
         while True:
             try:
-                producer.commit_transaction(KAFKA_TIMEOUT_S)
+                producer.commit_transaction(TXN_CALL_TIMEOUT_S)
                 return
             except KafkaException as exc:
                 error = exc.args[0]
                 if error.retriable() and not error.txn_requires_abort():
                     # the outcome is unknown (a timed-out commit may still complete): retry,
-                    # never rewind meanwhile
-                    log.warning("committing the transaction: %s; retrying", error.str())
+                    # never rewind meanwhile; past the deadline, a new producer settles it
+                    self._unsettled(error, "committing", deadline)
                     continue
                 self._abort(exc)
+
+    def _unsettled(self, error: KafkaError, doing: str, deadline: float) -> None:
+        """A retriable error while ``doing`` the transaction's end: retry until
+        ``deadline``, then give the producer up (``ProducerFailed``)."""
+        if time.monotonic() > deadline:
+            raise ProducerFailed(KafkaError(
+                KafkaError._TIMED_OUT, f"{doing} the transaction did not complete in "
+                f"{TXN_OUTCOME_DEADLINE_S:.0f} s (last: {error.str()})"))
+        log.warning("%s the transaction: %s; retrying", doing, error.str())
 
     def _abort(self, exc: KafkaException) -> None:
         error = exc.args[0]
@@ -600,16 +619,17 @@ class Worker:
                     "committed offsets", why, error.str())
         producer = self._producer
         assert producer is not None
+        deadline = time.monotonic() + TXN_OUTCOME_DEADLINE_S
         while True:
             try:
-                producer.abort_transaction(KAFKA_TIMEOUT_S)
+                producer.abort_transaction(TXN_CALL_TIMEOUT_S)
                 break
             except KafkaException as again:
                 if again.args[0].fatal():
                     raise ProducerFailed(again.args[0]) from None
                 if not again.args[0].retriable():
                     raise
-                log.warning("aborting the transaction: %s; retrying", again.args[0].str())
+                self._unsettled(again.args[0], "aborting", deadline)
         raise TransactionAborted(error.str())
 
     def _fatal_text(self, error: KafkaError) -> str:

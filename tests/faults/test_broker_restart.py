@@ -65,7 +65,8 @@ def test_broker_stopped_and_restarted_under_load_totals_equal_the_replay(
         port = free_port()
         log = tmp_path / "worker.log"
         with running_worker(settings, log, web_port=port) as worker:
-            wait_committed(settings, ["quota.plans"], worker, "the worker to apply every plan")
+            wait_committed(settings, ["quota.plans"], worker, "the worker to apply every plan",
+                           log=log)
             producer = PacedPublisher(settings, usage, rate_per_s=RATE_PER_S)
             producer.start()
             wait_for(lambda: producer.sent >= len(usage) // 4, "a quarter of the stream",
@@ -86,7 +87,7 @@ def test_broker_stopped_and_restarted_under_load_totals_equal_the_replay(
             producer.join(300)
             assert not producer.is_alive(), "the producer hung after the broker came back"
             assert producer.flushed, f"the producer gave up: {producer.errors[:3]}"
-            wait_committed(settings, INPUT_TOPICS, worker, "the worker to catch up")
+            wait_committed(settings, INPUT_TOPICS, worker, "the worker to catch up", log=log)
             wait_snapshots_settled(settings, time.monotonic() + 60)
             metrics = scrape(port)
             health = worker_health(port)

@@ -110,10 +110,20 @@ def committed_now(settings: Settings, group: str, keys: Iterable[tuple[str, int]
         return None
 
 
+def log_tail(log: Path, lines: int = 25) -> str:
+    """The last ``lines`` of a worker log, without librdkafka's connection-refused noise
+    (a broker away is retried and logged every few ms)."""
+    kept = [line.decode(errors="replace")[:300] for line in log.read_bytes().splitlines()
+            if b"Connection refused" not in line]
+    return "\n".join(kept[-lines:])
+
+
 def wait_committed(settings: Settings, topics: list[str] | tuple[str, ...],
-                   proc: subprocess.Popen[bytes], what: str, timeout_s: float = 240.0) -> None:
+                   proc: subprocess.Popen[bytes], what: str, timeout_s: float = 240.0,
+                   log: Path | None = None) -> None:
     """Until the worker group's committed offsets reach the end of ``topics`` (like
-    ``tests.streams.harness.wait_caught_up``, which gives up on the first broker error)."""
+    ``tests.streams.harness.wait_caught_up``, which gives up on the first broker error).
+    Giving up shows the tail of the worker's ``log``: where it was stuck."""
     group = settings.topic_prefix + settings.worker_id
     deadline = time.monotonic() + timeout_s
     ends = end_offsets(settings, topics)
@@ -125,7 +135,8 @@ def wait_committed(settings: Settings, topics: list[str] | tuple[str, ...],
         if last is not None and all(last.get(k, -1) >= v for k, v in ends.items() if v > 0):
             return
         time.sleep(0.5)
-    raise AssertionError(f"gave up waiting for {what}: committed {last}, ends {ends}")
+    tail = f"\nthe worker's log ends:\n{log_tail(log)}" if log is not None else ""
+    raise AssertionError(f"gave up waiting for {what}: committed {last}, ends {ends}{tail}")
 
 
 # --- a dedicated broker ---------------------------------------------------------------------
