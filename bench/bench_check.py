@@ -146,6 +146,24 @@ def bench_asgi(settings: Settings, view: QuotaView, workspaces: list[str],
             "asgi_p99_us": round(percentile(times, 0.99), 2)}
 
 
+def full_collection_ms(view: QuotaView) -> dict[str, float]:
+    """One full GC collection with the view loaded, as ``meter api`` would pause for it,
+    and the same after ``gc.freeze`` (the API's heap policy, streams/heap.py)."""
+    import gc
+
+    def timed() -> float:
+        t = time.perf_counter()
+        gc.collect()
+        return round((time.perf_counter() - t) * 1000, 2)
+
+    unfrozen = max(timed() for _ in range(3))
+    gc.freeze()
+    frozen = timed()
+    gc.unfreeze()
+    return {"gc_tracked_objects": len(gc.get_objects()), "gc_full_ms": unfrozen,
+            "gc_full_frozen_ms": frozen, "view_workspaces": len(view)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -247,6 +265,7 @@ def main() -> None:
         while len(view) < args.workspaces:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        out.update(full_collection_ms(view))
         out.update(bench_embedded(view, workspaces, args.calls))
         out.update(bench_asgi(settings, view, workspaces, 20_000))
         view.stop()
@@ -267,6 +286,8 @@ def main() -> None:
              f"{out['embedded_p50_us']} / {out['embedded_p99_us']}", "p99 < 20"),
             ("dict lookup p50 / p99 (us)",
              f"{out['dict_lookup_p50_us']} / {out['dict_lookup_p99_us']}", "floor"),
+            ("full GC pause with the view, unfrozen / frozen (ms)",
+             f"{out['gc_full_ms']} / {out['gc_full_frozen_ms']}", ""),
             ("ASGI app per check p50 / p99 (us)", f"{out['asgi_p50_us']} / {out['asgi_p99_us']}",
              ""),
             ("HTTP server time per request at 1 process (us)",

@@ -124,7 +124,8 @@ SELECT
             ['input_tokens', 'output_tokens'][(k - 164) % 2 + 1]),
     toInt64(number % 100000),
     intDiv(number, {workspaces} * 24),
-    now64(3)
+    now64(3),
+    NULL
 FROM (SELECT number, intDiv(number, {workspaces} * 24) % {keys} AS k
       FROM numbers({rows}))
 """
@@ -187,7 +188,7 @@ def bench_csv(store: StoreHandle, rows: int) -> dict[str, float]:
                concat('member-', toString(number % {members})),
                ['ai_tokens', 'chat_tokens', 'schedule_runs', 'commands']
                    [intDiv(number, {members}) + 1],
-               toInt64(number), 1, now64(3)
+               toInt64(number), 1, now64(3), NULL
         FROM numbers({rows})""")
     reader = HistoryReader(client, "meter")
     start = time.perf_counter()
