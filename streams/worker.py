@@ -295,6 +295,15 @@ class Worker:
             "error_cb": self._on_client_error,
         }
 
+    def _offsets_reader_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.settings.kafka_bootstrap,
+            "client.id": f"{self.instance}-offsets",
+            "group.id": self.group,  # never subscribes: only reads the group's offsets
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",  # stable offsets (require_stable)
+        }
+
     def _restorer_config(self) -> dict[str, Any]:
         return {
             "bootstrap.servers": self.settings.kafka_bootstrap,
@@ -348,15 +357,31 @@ class Worker:
 
     def _committed_offsets(self, consumer: Consumer, partitions: list[TopicPartition]
                            ) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions`` (stable: read_committed waits
+        for a pending transactional commit). Asked of the worker's consumer, then, after a
+        timeout, of a fresh client: after a broker restart librdkafka may keep a stale
+        route to the group coordinator, and every call of the old client timed out for
+        minutes (librdkafka #5511; seen in tests/faults/test_broker_restart.py)."""
         deadline = time.monotonic() + 5 * KAFKA_TIMEOUT_S
         while True:
             try:
-                found: list[TopicPartition] = consumer.committed(partitions, KAFKA_TIMEOUT_S)
+                found: list[TopicPartition] = consumer.committed(partitions, TXN_CALL_TIMEOUT_S)
+                return found
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("waiting for the committed offsets: %s; asking a new client",
+                         exc.args[0].str())
+            fresh = Consumer(self._offsets_reader_config())
+            try:
+                found = fresh.committed(partitions, TXN_CALL_TIMEOUT_S)
                 return found
             except KafkaException as exc:
                 if time.monotonic() > deadline:
                     raise
                 log.info("waiting for the committed offsets: %s", exc.args[0].str())
+            finally:
+                fresh.close()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget({tp.partition for tp in partitions}, "revoked")
@@ -546,8 +571,15 @@ class Worker:
         if not outcome:
             raise ProducerFailed(KafkaError(KafkaError._TIMED_OUT,
                                             "send_offsets_to_transaction did not return"))
-        if outcome[0] is not None:
-            raise outcome[0]
+        failed = outcome[0]
+        if (isinstance(failed, KafkaException)
+                and failed.args[0].code() == KafkaError._TIMED_OUT):
+            # The coordinator did not answer in time: librdkafka may keep a stale route to
+            # it, and then the next transaction's call hangs (after every broker restart
+            # here, 20-70 s). A new producer starts with a fresh route.
+            raise ProducerFailed(failed.args[0])
+        if failed is not None:
+            raise failed
 
     def _produce(self, producer: Producer, out: Output,
                  on_delivery: Callable[[KafkaError | None, Message], None] | None) -> None:
