@@ -646,7 +646,7 @@ class Worker:
             # the coordinator aborted it and bumped the epoch: whatever error surfaced,
             # nothing of it commits, and its partitions may have moved on
             why = (" (fenced: it outlived the transaction timeout, so the coordinator "
-                   "aborted it; this worker was paused or stalled)")
+                   "aborted it; this worker was paused or stalled, or the broker was away)")
         log.warning("transaction aborted%s: %s; the batch is read again from the last "
                     "committed offsets", why, error.str())
         producer = self._producer
