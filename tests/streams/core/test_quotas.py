@@ -195,8 +195,12 @@ def test_crossing_record_and_json_forms() -> None:
     record = crossing.to_record()
     assert set(record) == {"alert_id", "workspace_id", "quota", "threshold", "arm",
                            "highest_in_event", "current", "limit", "cycle_start",
-                           "cycle_ends_at", "crossed_at", "event_id", "enforcement"}
+                           "cycle_ends_at", "crossed_at", "event_id", "enforcement", "kind",
+                           "forecast_at"}
+    assert (record["kind"], record["forecast_at"]) == ("threshold", None)
     assert record["crossed_at"] == ms("2025-01-02T03:04:05.678Z")
     as_json = crossing.to_json()
     assert (as_json["cycle_start"], as_json["cycle_ends_at"], as_json["crossed_at"]) == (
         "2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z", "2025-01-02T03:04:05Z")
+    # thresholds.jsonl keeps DESIGN.md's fields for a threshold crossing
+    assert "kind" not in as_json and "forecast_at" not in as_json
