@@ -41,8 +41,8 @@ from typing import Any, Final, NoReturn
 
 from schemas.events import (
     API_PROTOCOLS,
-    MACHINE_ACTIONS,
     FORECAST_QUOTAS,
+    MACHINE_ACTIONS,
     MAX_FORECAST_LEAD_DAYS,
     QUOTAS,
     STORAGE_CATEGORIES,

@@ -305,7 +305,7 @@ def test_a_topup_re_arms_the_forecast_as_it_re_arms_thresholds() -> None:
     assert len(_forecasts(r)) == 1
     # a faster pace: 1300 tokens in 3 days projects 5600 on Jan 13 22:09:13.847
     r.apply(tokens("2025-01-04T00:00:00Z", 1200, event_id="t1200"))
-    first, second = _forecasts(r)
+    _first, second = _forecasts(r)
     assert (second.alert_id, second.arm, second.limit, second.event_id) == (
         f"{C}/ai_tokens/forecast#2", 2, 5600, "t1200")
     assert second.forecast_at == ms("2025-01-04T00:00:00Z") + -(-4300 * 3 * 86_400_000 // 1300)
