@@ -180,7 +180,11 @@ class QuotaArms:
         self.forecast_arms: list[int] = [1] * 6
 
     def to_state(self) -> list[Any]:
-        return [self.fired, self.arms, self.last_limit, self.forecast_fired, self.forecast_arms]
+        state = [self.fired, self.arms, self.last_limit]
+        # forecast arms only once one moved: most workspaces never opt in (state stays small)
+        if any(self.forecast_fired) or any(a != 1 for a in self.forecast_arms):
+            state += [self.forecast_fired, self.forecast_arms]
+        return state
 
     @classmethod
     def from_state(cls, state: list[Any]) -> QuotaArms:

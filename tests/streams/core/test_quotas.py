@@ -343,9 +343,9 @@ def test_forecast_state_survives_a_restore_and_old_state_has_no_opt_in() -> None
     assert restored.apply(tokens("2025-01-03T00:00:00Z", 100)).crossings == ()
     assert restored.forecast_leads[1] == 3 * 86_400_000
     state = meter.to_state()
+    assert len(state["cur"][10]) == 5  # the quota arms, with the forecast arms
     del state["fc"]
-    for key in ("cur",):
-        state[key][10] = state[key][10][:3]  # quota arms before forecast alerts
+    state["cur"][10] = state["cur"][10][:3]  # quota arms as written before forecast alerts
     old = WorkspaceMeter.from_state(state)
     assert old.forecast_leads == [None] * 6
     assert old.apply(tokens("2025-01-03T00:00:00Z", 100)).crossings == ()
