@@ -19,6 +19,7 @@ class WorkspaceChannels(NamedTuple):
     webhook_url: str | None = None
     webhook_secret: str | None = None
     muted: frozenset[Mute] = frozenset()
+    muted_forecasts: frozenset[str] = frozenset()  # quotas whose forecast alerts are muted
 
     @property
     def channels(self) -> tuple[Channel, ...]:
@@ -65,4 +66,5 @@ class Directory:
             webhook_url=settings.webhook_url,
             webhook_secret=settings.webhook_secret,
             muted=frozenset(settings.muted),
+            muted_forecasts=frozenset(settings.muted_forecasts),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
+from streams.core.quotas import KIND_FORECAST
 from streams.core.quotas import ThresholdCrossing as Crossing
 
 QUOTA_LABELS: Final[dict[str, str]] = {
@@ -72,6 +73,20 @@ def format_time_human(ms: int) -> str:
     return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def format_day(ms: int) -> str:
+    """``Dec 19``: the UTC day, for people."""
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return f"{moment:%b} {moment.day}"
+
+
+def format_lead(ms: int) -> str:
+    """How long before the cycle end: whole days, or hours when less than two days."""
+    hours = ms // 3_600_000
+    if hours >= 48:
+        return f"{hours // 24} days"
+    return "1 hour" if hours == 1 else f"{hours} hours"
+
+
 def format_amount(quota: str, value: int) -> str:
     """A usage amount in the quota's unit: bytes in binary units, counts with separators."""
     if quota != "storage_bytes":
@@ -104,9 +119,16 @@ class AlertFacts(NamedTuple):
     reduce: str
     raise_limit: str
     reached: bool
+    # a forecast alert: "At this pace AI tokens reach 100 % on Dec 19, 3 days before the
+    # cycle ends." (None for a threshold crossing)
+    forecast: str | None = None
+    forecast_day: str | None = None
 
     @property
     def title(self) -> str:
+        if self.forecast_day is not None:
+            return (f"{self.quota_label} on pace to reach the limit on {self.forecast_day} "
+                    f"in workspace {self.workspace_id}")
         if self.reached:
             return f"{self.quota_label} limit reached in workspace {self.workspace_id}"
         return (f"{self.quota_label} at {self.threshold} % of the limit in workspace "
@@ -120,6 +142,13 @@ def facts_of(crossing: Crossing, *, prune_target_ratio: float = 0.9) -> AlertFac
     at_limit = _AT_LIMIT.get(quota, "The quota's limit is enforced.").format(
         ends=ends, target=round(prune_target_ratio * 100))
     raise_how = _RAISE_PLAN_ONLY if quota == "api_requests_per_minute" else _RAISE_TOPUP
+    forecast = day = None
+    if crossing.kind == KIND_FORECAST and crossing.forecast_at is not None:
+        day = format_day(crossing.forecast_at)
+        lead = format_lead(crossing.cycle_ends_at - crossing.forecast_at)
+        forecast = (f"At this pace {QUOTA_LABELS.get(quota, quota)} reach 100 % on {day}, "
+                    f"{lead} before the cycle ends ({format_time_human(crossing.forecast_at)})."
+                    )
     return AlertFacts(
         workspace_id=crossing.workspace_id,
         quota=quota,
@@ -132,5 +161,7 @@ def facts_of(crossing: Crossing, *, prune_target_ratio: float = 0.9) -> AlertFac
         at_limit=at_limit,
         reduce=_REDUCE.get(quota, "Reduce usage of this quota."),
         raise_limit=f"To raise the limit, {raise_how}.",
-        reached=crossing.threshold >= 100,
+        reached=crossing.threshold >= 100 and forecast is None,
+        forecast=forecast,
+        forecast_day=day,
     )

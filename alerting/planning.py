@@ -16,6 +16,11 @@ A crossing is decided as soon as that is possible:
 
 A group keeps the mutes it started with, so a settings change between two
 crossings of one event never yields two messages.
+
+A forecast alert (``kind`` forecast) is decided alone, at once: muted when its quota's
+forecasts are muted (``muted_forecasts``; threshold mutes do not apply to it, nor it
+to thresholds), else sent. It never supersedes a threshold crossing of the same event
+nor is superseded by one: it says something else (when 100 % will come).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from enum import StrEnum
 from typing import Generic, NamedTuple, TypeVar
 
 from schemas.events import THRESHOLDS, Mute
+from streams.core.quotas import KIND_FORECAST
 from streams.core.quotas import ThresholdCrossing as Crossing
 
 T = TypeVar("T")
@@ -71,7 +77,12 @@ class CollapsePlanner(Generic[T]):
         return sum(len(g.waiting) for g in self._groups.values())
 
     def offer(self, crossing: Crossing, mutes: Iterable[Mute], now_ms: int,
-              tag: T) -> list[Decision[T]]:
+              tag: T, muted_forecasts: Collection[str] = ()) -> list[Decision[T]]:
+        if crossing.kind == KIND_FORECAST:
+            if crossing.quota in muted_forecasts:
+                return [Decision(crossing, Action.MUTED,
+                                 f"{crossing.quota} forecast is muted", tag)]
+            return [Decision(crossing, Action.SEND, None, tag)]
         key = (crossing.workspace_id, crossing.event_id, crossing.quota)
         group = self._groups.get(key)
         if group is None:

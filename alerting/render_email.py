@@ -18,6 +18,8 @@ def email_subject(facts: AlertFacts) -> str:
 
 
 def email_text(facts: AlertFacts, alert_id: str) -> str:
+    if facts.forecast is not None:
+        return _forecast_text(facts, alert_id)
     state = "has reached" if facts.reached else f"has crossed {facts.threshold} % of"
     return "\n".join([
         f"{facts.quota_label} in workspace {facts.workspace_id} {state} its limit.",
@@ -38,18 +40,42 @@ def email_text(facts: AlertFacts, alert_id: str) -> str:
     ])
 
 
+def _forecast_text(facts: AlertFacts, alert_id: str) -> str:
+    return "\n".join([
+        f"{facts.forecast}",
+        "",
+        f"Workspace:   {facts.workspace_id}",
+        f"Quota:       {facts.quota}",
+        f"Usage:       {facts.current} of {facts.limit} ({facts.percent} %) so far",
+        f"Cycle ends:  {facts.cycle_ends}",
+        "",
+        f"At 100 %: {facts.at_limit}",
+        "",
+        "What you can do:",
+        f"- {facts.reduce}",
+        f"- {facts.raise_limit}",
+        "",
+        f"Alert id: {alert_id}",
+        "",
+    ])
+
+
 def email_html(facts: AlertFacts, alert_id: str) -> str:
     state = "has reached" if facts.reached else f"has crossed {facts.threshold}&nbsp;% of"
     rows = [("Quota", facts.quota), ("Threshold", f"{facts.threshold} %"),
             ("Usage", f"{facts.current} of {facts.limit} ({facts.percent} %)"),
             ("Cycle ends", facts.cycle_ends)]
+    lead = (f"{escape(facts.quota_label)} in workspace <b>{escape(facts.workspace_id)}</b> "
+            f"{state} its limit.")
+    if facts.forecast is not None:
+        rows[1] = ("Forecast", f"100 % on {facts.forecast_day}")
+        lead = escape(facts.forecast)
     table = "".join(
         f"<tr><th align=\"left\">{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     return (
         "<!doctype html><html><body>"
         f"<h2>{escape(facts.title)}</h2>"
-        f"<p>{escape(facts.quota_label)} in workspace <b>{escape(facts.workspace_id)}</b> "
-        f"{state} its limit.</p>"
+        f"<p>{lead}</p>"
         f"<table>{table}</table>"
         f"<p><b>At 100&nbsp;%:</b> {escape(facts.at_limit)}</p>"
         "<p><b>What you can do:</b></p>"

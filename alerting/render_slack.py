@@ -18,12 +18,14 @@ def render_slack(crossing: Crossing, *, prune_target_ratio: float = 0.9) -> dict
     icon = ":rotating_light:" if f.reached else ":warning:"
     fields = [
         f"*Quota*\n{f.quota}",
-        f"*Threshold*\n{f.threshold} %",
+        f"*Threshold*\n{f.threshold} %" if f.forecast is None
+        else f"*Forecast*\n100 % on {f.forecast_day}",
         f"*Usage*\n{f.current} of {f.limit} ({f.percent} %)",
         f"*Cycle ends*\n{f.cycle_ends}",
     ]
+    text = f.forecast or f"{f.title}: {f.current} of {f.limit} ({f.percent} %)"
     return {
-        "text": _mrkdwn_escape(f"{f.title}: {f.current} of {f.limit} ({f.percent} %)"),
+        "text": _mrkdwn_escape(text),
         "blocks": [
             {"type": "header",
              "text": {"type": "plain_text", "text": f.title[:150], "emoji": True}},

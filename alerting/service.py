@@ -242,9 +242,10 @@ class AlertService:
             log.error("skipping undecodable crossing at %s/%d: %s", partition, offset, exc)
             self.offsets.finish(partition, offset)
             return
-        mutes = self.directory.channels(crossing.workspace_id).muted
+        ws = self.directory.channels(crossing.workspace_id)
         tag = Tag(partition, offset, time.monotonic())
-        self._dispatch(self.planner.offer(crossing, mutes, _now_ms(), tag))
+        self._dispatch(self.planner.offer(crossing, ws.muted, _now_ms(), tag,
+                                          ws.muted_forecasts))
 
     def _dispatch(self, decisions: Sequence[Decision[Tag]]) -> None:
         for decision in decisions:

@@ -174,6 +174,9 @@ def event_record(event: Event) -> dict[str, Any]:
         record["owners"] = list(event.owners)
     elif type(event) is AlertSettingsEvent:
         record["muted"] = [{"quota": m.quota, "threshold": m.threshold} for m in event.muted]
+        record["forecasts"] = [{"quota": f.quota, "lead_days": f.lead_days}
+                               for f in event.forecasts]
+        record["muted_forecasts"] = list(event.muted_forecasts)
     return record
 
 

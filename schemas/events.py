@@ -53,6 +53,21 @@ class Mute(NamedTuple):
     threshold: int | None
 
 
+# Forecast alerts (opt-in per counter quota in alert_settings): the quotas that have
+# them, and how many days before the cycle ends 100 % must be projected when an opt-in
+# names no lead.
+FORECAST_QUOTAS: Final = ("ai_tokens", "schedule_runs", "api_requests_per_cycle")
+DEFAULT_FORECAST_LEAD_DAYS: Final = 3
+MAX_FORECAST_LEAD_DAYS: Final = 365
+
+
+class ForecastOptIn(NamedTuple):
+    """Forecast alerts for one counter quota; ``lead_days`` None means the default (3)."""
+
+    quota: str
+    lead_days: int | None = None
+
+
 class TokensEvent(NamedTuple):
     event_id: str
     workspace_id: str
@@ -156,6 +171,8 @@ class AlertSettingsEvent(NamedTuple):
     webhook_url: str | None
     webhook_secret: str | None
     muted: tuple[Mute, ...]
+    forecasts: tuple[ForecastOptIn, ...] = ()  # alerting.settings v2
+    muted_forecasts: tuple[str, ...] = ()  # quotas whose forecast alerts are muted
 
 
 Event = (

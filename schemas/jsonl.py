@@ -74,6 +74,8 @@ def event_to_json(event: Event) -> dict[str, Any]:
         obj["owners"] = list(event.owners)
     elif isinstance(event, AlertSettingsEvent):
         obj["muted"] = [m._asdict() for m in event.muted]
+        obj["forecasts"] = [f._asdict() for f in event.forecasts]
+        obj["muted_forecasts"] = list(event.muted_forecasts)
     return obj
 
 

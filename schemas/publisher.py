@@ -231,12 +231,17 @@ class Publisher:
                        slack_webhook_url: str | None = None, webhook_url: str | None = None,
                        webhook_secret: str | None = None,
                        muted: list[Mapping[str, Any]] | None = None,
+                       forecasts: list[Mapping[str, Any]] | None = None,
+                       muted_forecasts: list[str] | None = None,
                        event_id: str | None = None,
                        occurred_at: int | str | None = None) -> Event:
-        """Replace a workspace's alert channels and mutes (``None`` clears a channel)."""
+        """Replace a workspace's alert channels, mutes and forecast opt-ins (``{quota,
+        lead_days}``; ``None`` clears a channel)."""
         return self._publish_fields("alert_settings", workspace_id, dict(
             email=email, slack_webhook_url=slack_webhook_url, webhook_url=webhook_url,
             webhook_secret=webhook_secret, muted=[dict(m) for m in muted or []],
+            forecasts=[dict(f) for f in forecasts or []],
+            muted_forecasts=list(muted_forecasts or []),
             event_id=event_id, occurred_at=occurred_at))
 
     # --- flushing ----------------------------------------------------------------------------

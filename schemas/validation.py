@@ -41,7 +41,9 @@ from typing import Any, Final, NoReturn
 
 from schemas.events import (
     API_PROTOCOLS,
+    FORECAST_QUOTAS,
     MACHINE_ACTIONS,
+    MAX_FORECAST_LEAD_DAYS,
     QUOTAS,
     STORAGE_CATEGORIES,
     SURFACES,
@@ -50,6 +52,7 @@ from schemas.events import (
     ApiEvent,
     CommandEvent,
     Event,
+    ForecastOptIn,
     Limits,
     MachineEvent,
     Mute,
@@ -88,6 +91,7 @@ _ACTIONS: Final = frozenset(MACHINE_ACTIONS)
 _QUOTAS: Final = frozenset(QUOTAS)
 _TOPUP_QUOTAS: Final = frozenset(TOPUP_QUOTAS)
 _THRESHOLDS: Final = frozenset(THRESHOLDS)
+_FORECAST_QUOTAS: Final = frozenset(FORECAST_QUOTAS)
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _RFC3339: Final = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:[Zz]|([+-])(\d\d):(\d\d))"
@@ -600,7 +604,54 @@ def _alert_settings(f: Mapping[str, Any], now_ms: int | None) -> AlertSettingsEv
                                    "base64; the value is not shown)")
     muted = _mutes(f.get("muted"))
     return AlertSettingsEvent(event_id, workspace_id, occurred_at, email, slack_webhook_url,
-                              webhook_url, webhook_secret, muted)
+                              webhook_url, webhook_secret, muted, _forecasts(f.get("forecasts")),
+                              _muted_forecasts(f.get("muted_forecasts")))
+
+
+def _forecast_quota(where: str, quota: object, present: bool) -> str:
+    if type(quota) is not str:
+        raise InvalidEvent("wrong_type" if present else "missing_field",
+                           f"{where}: every entry needs a quota string", where)
+    if quota not in _FORECAST_QUOTAS:
+        _invalid(where, f"{quota!r} has no forecast, expected one of "
+                        f"{', '.join(FORECAST_QUOTAS)}")
+    return quota
+
+
+def _forecasts(value: object) -> tuple[ForecastOptIn, ...]:
+    """The forecast opt-ins: counter quotas only, each once, lead 0-365 days or null."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise InvalidEvent("wrong_type", f"forecasts: expected a list of {{quota, lead_days}}, "
+                                         f"got {_json_type(value)}", "forecasts")
+    opt_ins: list[ForecastOptIn] = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise InvalidEvent("wrong_type", f"forecasts: expected {{quota, lead_days}} "
+                                             f"objects, got {_json_type(item)}", "forecasts")
+        quota = _forecast_quota("forecasts", item.get("quota"), "quota" in item)
+        if any(o.quota == quota for o in opt_ins):
+            _invalid("forecasts", f"{quota} is listed twice")
+        lead = item.get("lead_days")
+        if lead is not None:
+            if type(lead) is not int:
+                raise InvalidEvent("wrong_type", "forecasts: lead_days must be an integer or "
+                                                 "null", "forecasts")
+            if not 0 <= lead <= MAX_FORECAST_LEAD_DAYS:
+                _invalid("forecasts", f"lead_days {lead} is not between 0 and "
+                                      f"{MAX_FORECAST_LEAD_DAYS}")
+        opt_ins.append(ForecastOptIn(quota, lead))
+    return tuple(opt_ins)
+
+
+def _muted_forecasts(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise InvalidEvent("wrong_type", f"muted_forecasts: expected a list of quotas, got "
+                                         f"{_json_type(value)}", "muted_forecasts")
+    return tuple(dict.fromkeys(_forecast_quota("muted_forecasts", q, True) for q in value))
 
 
 _VALIDATORS: Final[dict[str, Callable[[Mapping[str, Any], int | None], Event]]] = {

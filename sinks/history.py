@@ -51,6 +51,17 @@ WHERE workspace_id = {{ws:String}}
 GROUP BY cycle_start, dimension, key, metric
 """
 
+# The price table of each cycle (usage.aggregates v3 rows carry it; every record after the
+# cycle's first priced tokens event has it on its totals, so those rows suffice). Null
+# (absent) for cycles metered before costs.
+_PRICES_OF_CYCLES: Final = """
+SELECT toUnixTimestamp64Milli(cycle_start) AS start, argMax(prices_version, version) AS prices
+FROM {db}.usage_snapshots
+WHERE workspace_id = {{ws:String}} AND dimension = 'totals' AND metric = 'cost_micros'
+  AND prices_version IS NOT NULL
+GROUP BY cycle_start
+"""
+
 _GAUGES_BEFORE: Final = """
 SELECT metric, argMax(value, (cycle_start, version))
 FROM {db}.usage_snapshots
@@ -72,7 +83,8 @@ SELECT toUnixTimestamp64Milli(cycle_start), toUnixTimestamp64Milli(head.2), head
                                 toUnixTimestamp64Milli(cycle_anchor), timezone,
                                 {limit_columns}))
         FROM (SELECT * FROM {db}.plans FINAL WHERE workspace_id = {{ws:String}}
-              ORDER BY occurred_at, event_id))
+              ORDER BY occurred_at, event_id)),
+       (SELECT groupArray(tuple(start, prices)) FROM ({prices}))
 FROM (
     SELECT cycle_start, head,
            if(newest <= {{full:UInt32}}, entries,
@@ -107,8 +119,10 @@ class HistoryReader:
             db=db, limit_columns=", ".join(f"limit_{q}" for q in QUOTAS))
         self._rows = _ROWS.format(db=db)
         self._gauges_before = _GAUGES_BEFORE.format(db=db)
+        self._prices = _PRICES_OF_CYCLES.format(db=db)
         self._rollup = _ROLLUP.format(
-            db=db, limit_columns=", ".join(f"limit_{q}" for q in QUOTAS))
+            db=db, limit_columns=", ".join(f"limit_{q}" for q in QUOTAS),
+            prices=self._prices)
 
     def history(self, workspace_id: str, cycles: int = DEFAULT_CYCLES) -> list[CycleUsage]:
         """The last ``cycles`` cycles up to the workspace's current one, oldest first,
@@ -128,7 +142,8 @@ class HistoryReader:
         lo = window[0][0].start
         rows: list[SnapshotRow] = []
         before: dict[str, int] = {}
-        for start, ends, plan, version, names, values, _ in found:
+        prices = {int(start): str(version) for start, version in found[0][7]}
+        for start, ends, plan, version, names, values, _, _ in found:
             if start < lo:  # older than the window: its gauges carry in (newest wins)
                 for name, value in zip(names, values, strict=True):
                     if name in _GAUGE_NAMES:  # a cycle among the newest may hold it all
@@ -140,7 +155,7 @@ class HistoryReader:
                 dimension, metric, key = name.split(ENTRY_SEPARATOR, 2)
                 rows.append(SnapshotRow(start, dimension, key, metric, value, plan, ends,
                                         version))
-        return assemble(workspace_id, window, rows, plans, before)
+        return assemble(workspace_id, window, rows, plans, before, prices)
 
     def history_from_detail(self, workspace_id: str,
                             cycles: int = DEFAULT_CYCLES) -> list[CycleUsage]:
@@ -207,4 +222,6 @@ class HistoryReader:
             carried = self.client.query(
                 self._gauges_before, parameters={"ws": workspace_id, "lo": lo, "gauges": missing})
             before = {metric: int(value or 0) for metric, value in carried.result_rows}
-        return assemble(workspace_id, window, rows, plans, before)
+        prices = {int(start): str(version) for start, version in self.client.query(
+            self._prices, parameters={"ws": workspace_id}).result_rows}
+        return assemble(workspace_id, window, rows, plans, before, prices)

@@ -8,7 +8,7 @@ it), otherwise ``provisional``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -68,6 +68,7 @@ class CycleUsage:
     limits: dict[str, int | None]
     # dimension (machine, member, skill, provider, model) -> key -> metric -> value
     breakdowns: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    prices_version: str | None = None  # the price table that priced the cycle's cost
 
     def to_json(self) -> dict[str, Any]:
         """The usage.json cycle object (plus ``cycle_start`` and ``status``); cost metrics
@@ -98,8 +99,8 @@ class CycleUsage:
         return out
 
     def cost_json(self) -> dict[str, Any]:
-        """The ``cost`` object (``streams.core.usage.CycleUsage.cost_json``'s shape, without
-        ``prices``: history reads the numbers; the price table is in ClickHouse's rows)."""
+        """The ``cost`` object (``streams.core.usage.CycleUsage.cost_json``'s shape; ``prices``
+        is the price table recorded on the cycle's rows, null before costs were metered)."""
         def costs(dimension: str) -> dict[str, int]:
             return {k: v.get("cost_micros", 0)
                     for k, v in sorted(self.breakdowns.get(dimension, {}).items())
@@ -107,6 +108,7 @@ class CycleUsage:
         return {
             "currency": "USD",
             "unit": "micro_dollars",
+            "prices": self.prices_version,
             "total": self.totals.get("cost_micros", 0),
             "unpriced_tokens": self.totals.get("unpriced_tokens", 0),
             "members": costs("member"),
@@ -169,10 +171,12 @@ def assemble(
     rows: Iterable[SnapshotRow],
     plans: Sequence[PlanRecord],
     gauges_before: dict[str, int],
+    prices: Mapping[int, str] | None = None,
 ) -> list[CycleUsage]:
     """Cycles of ``window`` (bounds, has events, status) from the latest snapshot rows.
 
-    ``gauges_before``: each gauge's value from before the window (carried in).
+    ``gauges_before``: each gauge's value from before the window (carried in);
+    ``prices``: each cycle's price table version, by cycle start.
     """
     by_cycle: dict[int, list[SnapshotRow]] = {}
     for row in rows:
@@ -190,7 +194,8 @@ def assemble(
         totals = {t: 0 for t in TOTALS}
         totals.update(carried)
         cycle = CycleUsage(workspace_id, bounds.start, bounds.end, status, has_events,
-                           plan_name, totals, limits)
+                           plan_name, totals, limits,
+                           prices_version=(prices or {}).get(bounds.start))
         best_version = -1
         for row in by_cycle.get(bounds.start, ()):
             if row.version > best_version:

@@ -313,6 +313,16 @@ def _parse_mute(text: str) -> dict[str, Any]:
         raise UserError(f"--mute {text!r}: write QUOTA or QUOTA:80|95|100") from None
 
 
+def _parse_forecast(text: str) -> dict[str, Any]:
+    quota, sep, days = text.partition(":")
+    if not sep or not days.strip():
+        return {"quota": quota.strip(), "lead_days": None}
+    try:
+        return {"quota": quota.strip(), "lead_days": int(days)}
+    except ValueError:
+        raise UserError(f"--forecast {text!r}: write QUOTA or QUOTA:DAYS") from None
+
+
 def alert_settings(
     workspace: Annotated[str, typer.Argument(help="workspace id")],
     email: Annotated[bool | None, typer.Option(
@@ -327,9 +337,16 @@ def alert_settings(
         "--generate-secret", help="make a new whsec_ secret and print it once")] = False,
     mute: Annotated[list[str] | None, typer.Option(
         help="QUOTA (all thresholds) or QUOTA:80|95|100, repeatable")] = None,
+    forecast: Annotated[list[str] | None, typer.Option(
+        help="forecast alerts for QUOTA (ai_tokens, schedule_runs, api_requests_per_cycle) "
+             "when 100 % is projected at least DAYS (default 3) before the cycle ends: "
+             "QUOTA or QUOTA:DAYS, repeatable")] = None,
+    mute_forecast: Annotated[list[str] | None, typer.Option(
+        help="mute QUOTA's forecast alerts (thresholds stay), repeatable")] = None,
     event_id: Annotated[str | None, typer.Option(help="default: a new UUIDv7")] = None,
 ) -> None:
-    """Replace a workspace's alert channels and mutes (channels not given are cleared)."""
+    """Replace a workspace's alert channels, mutes and forecast alerts (what is not given is
+    cleared)."""
     if generate_secret:
         if webhook_secret is not None:
             raise UserError("give either --webhook-secret or --generate-secret, not both")
@@ -337,7 +354,9 @@ def alert_settings(
     _publish_one({"type": "alert_settings", "workspace_id": workspace, "event_id": event_id,
                   "email": email, "slack_webhook_url": slack_webhook_url,
                   "webhook_url": webhook_url, "webhook_secret": webhook_secret,
-                  "muted": [_parse_mute(m) for m in mute or []]})
+                  "muted": [_parse_mute(m) for m in mute or []],
+                  "forecasts": [_parse_forecast(f) for f in forecast or []],
+                  "muted_forecasts": [q.strip() for q in mute_forecast or []]})
     if generate_secret:
         console.print("webhook secret (shown once; give it to the receiver):")
         sys.stdout.write(f"{webhook_secret}\n")

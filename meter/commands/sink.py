@@ -131,11 +131,17 @@ def _print_history(workspace: str, cycles: list[dict[str, Any]]) -> None:
         table.add_column(name, justify="left" if name in ("cycle_start", "status", "plan")
                          else "right")
     table.add_column("cost (USD)", justify="right")
+    priced_with: dict[str, list[str]] = {}  # the price table recorded for each cycle
     for c in cycles:
         table.add_row(c["cycle_start"], c["status"], c["plan"] or "-",
                       *(f"{c['totals'][name]:,}" for name in TOTAL_COLUMNS),
                       _cost_text(c.get("cost")))
+        prices = (c.get("cost") or {}).get("prices")
+        if prices:
+            priced_with.setdefault(prices, []).append(c["cycle_start"])
     out.print(table)
+    for prices, starts in priced_with.items():
+        out.print(f"priced with {prices}: {', '.join(starts)}")
 
 
 def _forecast_text(c: dict[str, Any], quota: str, used: int, limit: int | None,

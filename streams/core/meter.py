@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from schemas.events import (
+    DEFAULT_FORECAST_LEAD_DAYS,
     QUOTAS,
     STORAGE_CATEGORIES,
     AlertSettingsEvent,
@@ -88,6 +89,8 @@ from streams.core.usage import (
 
 STATE_FORMAT: Final = 1
 ALL_QUOTAS: Final = (0, 1, 2, 3, 4, 5)
+FORECAST_QUOTA_INDEXES: Final = (Q_AI_TOKENS, Q_SCHEDULE_RUNS, Q_API_CYCLE)
+DAY_MS: Final = 86_400_000
 _CATEGORY: Final = {name: i for i, name in enumerate(STORAGE_CATEGORIES)}
 
 
@@ -126,7 +129,8 @@ class WorkspaceMeter:
     pricer: Pricer | None = PRICER
 
     __slots__ = (
-        "_full_eval", "carry_machines", "carry_storage", "count_new", "count_old", "cur", "ids",
+        "_full_eval", "carry_machines", "carry_storage", "count_new", "count_old", "cur",
+        "forecast_leads", "ids",
         "machine_ids", "minute_new", "minute_old", "on_cycle_closed", "pending_aggregates",
         "plan", "prev", "prev_start", "storage", "storage_total", "timeline", "topup_ids",
         "track_changes", "version", "workspace_id",
@@ -165,6 +169,9 @@ class WorkspaceMeter:
         self.version = 0  # usage.aggregates / quota.state version: only grows
         # usage.aggregates records of cycles closed before the next take
         self.pending_aggregates: list[dict[str, Any]] = []
+        # Forecast alerts, per quota: the lead (ms before the cycle ends that 100 % must be
+        # projected) when the latest alert_settings opts the quota in, else None.
+        self.forecast_leads: list[int | None] = [None] * 6
         self._full_eval = False  # evaluate every quota at the end of this event (S9)
 
     # ------------------------------------------------------------------ entry point
@@ -307,6 +314,28 @@ class WorkspaceMeter:
         )
         return Outcome("counted", None, None, tuple(out), prunes)
 
+    def _forecasts(self, c: CycleUsage, quotas: tuple[int, ...], event: Event,
+                   outcome: Outcome) -> Outcome:
+        """Add the forecast alerts that fire after ``event`` (its time is "now") to
+        ``outcome``: opted-in counter ``quotas``, current cycle only (a previous cycle has
+        ended in event time)."""
+        if c is not self.cur:
+            return outcome
+        found = []
+        for q in quotas:
+            lead = self.forecast_leads[q]
+            if lead is None:
+                continue
+            alert = c.quotas.forecast(q, self._used(c, q, 0), c.limit(q), lead,
+                                      self.workspace_id, c.start, c.end, event.occurred_at,
+                                      event.event_id)
+            if alert is not None:
+                found.append(alert)
+        if not found:
+            return outcome
+        return Outcome("counted", None, None, outcome.crossings + tuple(found),
+                       outcome.prune_requests)
+
     # ------------------------------------------------------------------ handlers
 
     def _tokens(self, ev: TokensEvent) -> Outcome:
@@ -388,9 +417,12 @@ class WorkspaceMeter:
                 dirty.add(("machine", machine_id))
             if skill_name is not None:
                 dirty.add(("skill", skill_name))
+        outcome = COUNTED
         if c.ai_tokens >= c.quotas.fire_at[Q_AI_TOKENS] or self._full_eval:
-            return self._evaluate(c, ev, (Q_AI_TOKENS,))
-        return COUNTED
+            outcome = self._evaluate(c, ev, (Q_AI_TOKENS,))
+        if self.forecast_leads[Q_AI_TOKENS] is None:
+            return outcome
+        return self._forecasts(c, (Q_AI_TOKENS,), ev, outcome)
 
     def _command(self, ev: CommandEvent) -> Outcome:
         ids = self.ids
@@ -441,9 +473,12 @@ class WorkspaceMeter:
         if dirty is not None:
             dirty.add(TOTALS)
             dirty.add(("member", ev.member_id))
+        outcome = COUNTED
         if c.schedule_runs >= c.quotas.fire_at[Q_SCHEDULE_RUNS] or self._full_eval:
-            return self._evaluate(c, ev, (Q_SCHEDULE_RUNS,))
-        return COUNTED
+            outcome = self._evaluate(c, ev, (Q_SCHEDULE_RUNS,))
+        if self.forecast_leads[Q_SCHEDULE_RUNS] is None:
+            return outcome
+        return self._forecasts(c, (Q_SCHEDULE_RUNS,), ev, outcome)
 
     def _skill(self, ev: SkillEvent) -> Outcome:
         ids = self.ids
@@ -505,6 +540,7 @@ class WorkspaceMeter:
         if c.dirty is not None:
             c.dirty.add(TOTALS)
         fire_at = c.quotas.fire_at
+        outcome = COUNTED
         if (
             c.api_requests >= fire_at[Q_API_CYCLE]
             or (count is not None and count >= fire_at[Q_API_MINUTE])
@@ -512,8 +548,10 @@ class WorkspaceMeter:
         ):
             # An older minute's usage is unknown (S7), so only the per-cycle quota moves.
             quotas = (Q_API_CYCLE,) if count is None else (Q_API_MINUTE, Q_API_CYCLE)
-            return self._evaluate(c, ev, quotas, minute_used=count)
-        return COUNTED
+            outcome = self._evaluate(c, ev, quotas, minute_used=count)
+        if self.forecast_leads[Q_API_CYCLE] is None:
+            return outcome
+        return self._forecasts(c, (Q_API_CYCLE,), ev, outcome)
 
     def _gauge_cycle(self, t: int) -> tuple[CycleUsage | None, CycleUsage]:
         """(the event's own open cycle or None if closed, the current cycle) for a gauge."""
@@ -619,7 +657,8 @@ class WorkspaceMeter:
                     "counted", None, None, outcome.crossings + more.crossings,
                     outcome.prune_requests + more.prune_requests,
                 )
-        return outcome
+        assert self.cur is not None
+        return self._forecasts(self.cur, FORECAST_QUOTA_INDEXES, ev, outcome)
 
     def _topup(self, ev: TopupEvent) -> Outcome:
         if self.topup_ids.seen(ev.event_id):
@@ -635,7 +674,7 @@ class WorkspaceMeter:
         c.topups[q] += ev.amount  # S8 (on a null limit it has no effect: effective_limit)
         if c.dirty is not None:
             c.dirty.add(LIMITS)
-        return self._evaluate(c, ev, (q,))
+        return self._forecasts(c, (q,), ev, self._evaluate(c, ev, (q,)))
 
     def _alert_settings(self, ev: AlertSettingsEvent) -> Outcome:
         ids = self.ids
@@ -648,9 +687,14 @@ class WorkspaceMeter:
             if c is None:
                 return _closed(t, self.prev_start)
         ids.remember(K_ALERT, ev.event_id, t)
-        if self._full_eval:
-            return self._evaluate(c, ev, ())
-        return COUNTED
+        # The settings in force from now on: forecast alerts of the quotas opted in.
+        leads: list[int | None] = [None] * 6
+        for opt_in in ev.forecasts:
+            days = DEFAULT_FORECAST_LEAD_DAYS if opt_in.lead_days is None else opt_in.lead_days
+            leads[QUOTA_INDEX[opt_in.quota]] = days * DAY_MS
+        self.forecast_leads = leads
+        outcome = self._evaluate(c, ev, ()) if self._full_eval else COUNTED
+        return self._forecasts(c, FORECAST_QUOTA_INDEXES, ev, outcome)
 
     # ------------------------------------------------------------------ outputs
 
@@ -761,6 +805,7 @@ class WorkspaceMeter:
             "v": self.version,
             "closed": self.pending_aggregates,
             "track": self.track_changes,
+            "fc": self.forecast_leads,
         }
 
     def to_bytes(self) -> bytes:
@@ -794,6 +839,8 @@ class WorkspaceMeter:
         meter.topup_ids = CycleIds.from_state(state["tids"])
         meter.version = state["v"]
         meter.pending_aggregates = list(state["closed"])
+        # state written before forecast alerts: no quota opted in
+        meter.forecast_leads = list(state.get("fc") or [None] * 6)
         return meter
 
     @classmethod

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 from schemas.events import QUOTAS, THRESHOLDS, Limits
+from streams.core.forecast import forecast
 from streams.core.timefmt import utc_text
 
 QUOTA_INDEX: Final = {name: i for i, name in enumerate(QUOTAS)}
@@ -56,8 +57,20 @@ def alert_id(workspace_id: str, cycle_start: int, quota: str, threshold: int, ar
     return base if arm == 1 else f"{base}#{arm}"
 
 
+def forecast_alert_id(workspace_id: str, cycle_start: int, quota: str, arm: int) -> str:
+    """A forecast alert: ``{workspace}/{cycle_start}/{quota}/forecast``, ``#{arm}`` from
+    the second arm on (never a threshold's id: those end in a number)."""
+    base = f"{workspace_id}/{utc_text(cycle_start)}/{quota}/forecast"
+    return base if arm == 1 else f"{base}#{arm}"
+
+
+KIND_THRESHOLD: Final = "threshold"
+KIND_FORECAST: Final = "forecast"
+
+
 class ThresholdCrossing(NamedTuple):
-    """One fired threshold: every field of a ``quota.thresholds`` record (times int ms)."""
+    """One fired threshold, or a forecast alert (``kind`` ``forecast``: 100 % projected at
+    ``forecast_at``): every field of a ``quota.thresholds`` record (times int ms)."""
 
     alert_id: str
     workspace_id: str
@@ -72,6 +85,8 @@ class ThresholdCrossing(NamedTuple):
     crossed_at: int
     event_id: str
     enforcement: str
+    kind: str = KIND_THRESHOLD  # quota.thresholds v2
+    forecast_at: int | None = None  # a forecast: when 100 % is projected (epoch ms)
 
     def to_record(self) -> dict[str, Any]:
         """The ``quota.thresholds`` record (times as int epoch ms)."""
@@ -80,7 +95,14 @@ class ThresholdCrossing(NamedTuple):
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> ThresholdCrossing:
         """From a decoded ``quota.thresholds`` dict; ``KeyError``/``TypeError`` if off."""
-        values = {name: record[name] for name in cls._fields}
+        values = {name: record[name] for name in cls._fields[:-2]}
+        # version 1 records (and older thresholds.jsonl lines) have neither: thresholds
+        values["kind"] = record.get("kind", KIND_THRESHOLD)
+        values["forecast_at"] = record.get("forecast_at")
+        if values["kind"] not in (KIND_THRESHOLD, KIND_FORECAST):
+            raise TypeError(f"kind: expected threshold or forecast, got {values['kind']!r}")
+        if values["forecast_at"] is not None and type(values["forecast_at"]) is not int:
+            raise TypeError(f"forecast_at: expected an integer, got {values['forecast_at']!r}")
         for name in ("threshold", "arm", "current", "limit", "cycle_start", "cycle_ends_at",
                      "crossed_at"):
             if type(values[name]) is not int:
@@ -88,11 +110,16 @@ class ThresholdCrossing(NamedTuple):
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``thresholds.jsonl`` object (times ``YYYY-MM-DDTHH:MM:SSZ``)."""
+        """The ``thresholds.jsonl`` object (times ``YYYY-MM-DDTHH:MM:SSZ``); a threshold
+        crossing has DESIGN.md's fields only, a forecast adds ``kind`` and ``forecast_at``."""
         record = self._asdict()
         record["cycle_start"] = utc_text(self.cycle_start)
         record["cycle_ends_at"] = utc_text(self.cycle_ends_at)
         record["crossed_at"] = utc_text(self.crossed_at)
+        if self.kind == KIND_THRESHOLD:
+            del record["kind"], record["forecast_at"]
+        elif self.forecast_at is not None:
+            record["forecast_at"] = utc_text(self.forecast_at)
         return record
 
 
@@ -134,9 +161,14 @@ def _fire_at(fired: int, limit: int | None) -> int:
 
 
 class QuotaArms:
-    """S9/S10 state of the six quotas in one cycle."""
+    """S9/S10 state of the six quotas in one cycle, and of their forecast alerts.
 
-    __slots__ = ("arms", "fire_at", "fired", "last_limit")
+    A forecast alert has an arm of its own per quota (``forecast_arms``) and fires once
+    per arm (``forecast_fired``); the limit rising re-arms it as it re-arms the 100 %
+    threshold (S10 a: usage below the new limit).
+    """
+
+    __slots__ = ("arms", "fire_at", "fired", "forecast_arms", "forecast_fired", "last_limit")
 
     def __init__(self) -> None:
         self.fired: list[int] = [0] * 6  # per quota: how many of 80/95/100 fired on this arm
@@ -144,9 +176,15 @@ class QuotaArms:
         self.last_limit: list[int | None] = [None] * 6
         # Not a limit known yet: the first evaluation must run in full.
         self.fire_at: list[int] = [0] * 6
+        self.forecast_fired: list[int] = [0] * 6  # per quota: 1 once fired on this arm
+        self.forecast_arms: list[int] = [1] * 6
 
     def to_state(self) -> list[Any]:
-        return [self.fired, self.arms, self.last_limit]
+        state = [self.fired, self.arms, self.last_limit]
+        # forecast arms only once one moved: most workspaces never opt in (state stays small)
+        if any(self.forecast_fired) or any(a != 1 for a in self.forecast_arms):
+            state += [self.forecast_fired, self.forecast_arms]
+        return state
 
     @classmethod
     def from_state(cls, state: list[Any]) -> QuotaArms:
@@ -154,6 +192,9 @@ class QuotaArms:
         arms.fired = list(state[0])
         arms.arms = list(state[1])
         arms.last_limit = list(state[2])
+        if len(state) > 3:  # state written before forecast alerts has no forecast arms
+            arms.forecast_fired = list(state[3])
+            arms.forecast_arms = list(state[4])
         arms.fire_at = [
             _fire_at(f, lim) for f, lim in zip(arms.fired, arms.last_limit, strict=True)
         ]
@@ -177,6 +218,12 @@ class QuotaArms:
         then every met threshold of the current arm fires, lowest first (S9).
         """
         fired = self.fired[q]
+        if self.forecast_fired[q]:
+            last = self.last_limit[q]
+            # As the 100 % threshold re-arms (S10 a): the limit rose and usage is below it.
+            if last is not None and (limit is None or (limit > last and used < limit)):
+                self.forecast_fired[q] = 0
+                self.forecast_arms[q] += 1
         if fired:
             last = self.last_limit[q]
             # S10 a: the limit rose (null = infinite) and usage is below t of the new one.
@@ -212,6 +259,37 @@ class QuotaArms:
                 out[-1] = out[-1]._replace(highest_in_event=True)
         self.fired[q] = fired
         self.fire_at[q] = _fire_at(fired, limit)
+
+
+    def forecast(
+        self,
+        q: int,
+        used: int,
+        limit: int | None,
+        lead_ms: int,
+        workspace_id: str,
+        cycle_start: int,
+        cycle_end: int,
+        now_ms: int,
+        event_id: str,
+    ) -> ThresholdCrossing | None:
+        """The forecast alert of counter quota ``q`` at ``now_ms``, if it fires now: not
+        fired on this arm, past the forecast's guard (24 h, some usage), below the limit,
+        and 100 % projected at least ``lead_ms`` before the cycle ends."""
+        if self.forecast_fired[q] or limit is None:
+            return None
+        projection = forecast(used, limit, cycle_start, cycle_end, now_ms)
+        reached_at = projection.exhausted_at
+        if reached_at is None or cycle_end - reached_at < lead_ms:
+            return None
+        self.forecast_fired[q] = 1
+        arm = self.forecast_arms[q]
+        quota = QUOTAS[q]
+        return ThresholdCrossing(
+            forecast_alert_id(workspace_id, cycle_start, quota, arm), workspace_id, quota,
+            100, arm, True, used, limit, cycle_start, cycle_end, now_ms, event_id, "allow",
+            KIND_FORECAST, reached_at,
+        )
 
 
 def _count_met(used: int, limit: int, fired: int, margin: int) -> int:

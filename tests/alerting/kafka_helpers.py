@@ -35,10 +35,12 @@ def publish_crossings(settings: Settings, crossings: Sequence[Crossing]) -> None
 
 def settings_item(workspace: str, *, email: bool | None = True, slack: str | None = None,
                   webhook: str | None = None, secret: str | None = None,
-                  muted: Sequence[Mute] = ()) -> tuple[str, bytes]:
+                  muted: Sequence[Mute] = (),
+                  muted_forecasts: Sequence[str] = ()) -> tuple[str, bytes]:
     """One ``alerting.settings`` record (key, value) for ``publish``."""
     event = AlertSettingsEvent(f"s-{uuid.uuid4().hex[:8]}", workspace, int(time.time() * 1000),
-                               email, slack, webhook, secret, tuple(muted))
+                               email, slack, webhook, secret, tuple(muted),
+                               muted_forecasts=tuple(muted_forecasts))
     return workspace, encode_event(event)
 
 

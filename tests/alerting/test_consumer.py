@@ -14,7 +14,7 @@ from meter.settings import Settings
 from schemas.codec import encode_record
 from schemas.events import Mute
 from streams.core.quotas import ThresholdCrossing as Crossing
-from tests.alerting.factories import crossing, event_crossings
+from tests.alerting.factories import crossing, event_crossings, forecast_alert
 from tests.alerting.kafka_helpers import (
     alert_config,
     publish,
@@ -124,6 +124,46 @@ def test_mutes_apply_first_and_only_the_highest_unmuted_threshold_is_sent(
             records = read_deliveries(meter_settings)
             assert statuses(records, group[0].alert_id, "webhook") == ["superseded#0"]
             assert statuses(records, group[2].alert_id, "webhook") == ["muted#0"]
+    asyncio.run(scenario())
+
+
+def test_a_forecast_is_delivered_signed_with_forecast_at_and_has_its_own_mute(
+        meter_settings: Settings) -> None:
+    async def scenario() -> None:
+        with SmtpSink() as smtp:
+            async with WebhookReceiver() as rx:
+                for hook in ("w1", "w2"):
+                    rx.scripts[hook] = Script(secret=SECRET)
+                publish_plan(meter_settings, "w1", OWNERS)
+                # w1 mutes every ai_tokens threshold: not its forecast
+                publish_settings(meter_settings, "w1", webhook=rx.url("w1"), secret=SECRET,
+                                 muted=[Mute("ai_tokens", None)])
+                # w2 mutes the ai_tokens forecast: not its thresholds
+                publish_settings(meter_settings, "w2", email=False, webhook=rx.url("w2"),
+                                 secret=SECRET, muted_forecasts=["ai_tokens"])
+                forecast1 = forecast_alert(workspace="w1")
+                forecast2 = forecast_alert(workspace="w2")
+                threshold2 = crossing(95, workspace="w2")
+                async with running(alert_config(meter_settings, smtp.port)) as service:
+                    publish_crossings(meter_settings, [forecast1, forecast2, threshold2])
+                    await until(lambda: done(service, forecast1.alert_id, "email", "webhook")
+                                and done(service, forecast2.alert_id, "webhook")
+                                and done(service, threshold2.alert_id, "webhook"),
+                                "four outcomes")
+                [hook] = rx.ok("w1")
+                assert hook.verified and hook.webhook_id == forecast1.alert_id
+                body = json.loads(hook.body)
+                assert (body["kind"], body["forecast_at"]) == ("forecast", "2025-01-29T00:00:00Z")
+                [(rcpt, message)] = smtp.messages
+                assert rcpt == OWNERS and "on pace to reach the limit" in message["Subject"]
+                [sent2] = rx.ok("w2")
+                assert sent2.verified and sent2.webhook_id == threshold2.alert_id
+                records = read_deliveries(meter_settings)
+                assert statuses(records, forecast1.alert_id, "webhook") == [
+                    "attempted#1", "delivered#1"]
+                assert statuses(records, forecast2.alert_id, "webhook") == ["muted#0"]
+                assert statuses(records, threshold2.alert_id, "webhook") == [
+                    "attempted#1", "delivered#1"]
     asyncio.run(scenario())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alerting.planning import Action, CollapsePlanner
 from schemas.events import Mute
 from streams.core.quotas import ThresholdCrossing as Crossing
-from tests.alerting.factories import crossing, event_crossings
+from tests.alerting.factories import crossing, event_crossings, forecast_alert
 
 
 def plan(crossings: list[Crossing], mutes: tuple[Mute, ...] = (),
@@ -104,3 +104,24 @@ def test_dropping_a_revoked_partition_forgets_its_waiting_crossings() -> None:
     planner.offer(crossing(80, highest=False, workspace="b"), (), 0, 1)
     planner.drop(lambda partition: partition != 0)
     assert len(planner) == 1
+
+
+def test_a_forecast_is_decided_alone_by_its_own_mute() -> None:
+    planner: CollapsePlanner[None] = CollapsePlanner(wait_ms=10_000)
+    forecast = forecast_alert(event_id="jump")
+    low = crossing(80, event_id="jump", highest=False)
+    # a waiting 80 % of the same event neither holds up nor supersedes the forecast
+    assert planner.offer(low, (), 0, None) == []
+    all_thresholds_muted = (Mute("ai_tokens", None),)
+    [sent] = planner.offer(forecast, all_thresholds_muted, 0, None)
+    assert sent.action is Action.SEND
+    [muted] = planner.offer(forecast, (), 0, None, muted_forecasts={"ai_tokens"})
+    assert (muted.action, muted.detail) == (Action.MUTED, "ai_tokens forecast is muted")
+    # muting the forecast mutes no threshold
+    top = crossing(95, event_id="jump")
+    decided = {d.crossing.threshold: d.action
+               for d in planner.offer(top, (), 0, None, muted_forecasts={"ai_tokens"})}
+    assert decided == {80: Action.SUPERSEDED, 95: Action.SEND}
+    [other] = planner.offer(forecast_alert(quota="schedule_runs"), (), 0, None,
+                            muted_forecasts={"ai_tokens"})
+    assert other.action is Action.SEND

@@ -10,7 +10,7 @@ from alerting.facts import format_amount
 from alerting.render_email import ALERT_ID_HEADER, render_email
 from alerting.render_slack import render_slack
 from alerting.render_webhook import webhook_body
-from tests.alerting.factories import crossing
+from tests.alerting.factories import crossing, forecast_alert
 
 AT_LIMIT_WORDS = {
     "ai_tokens": "rejected",
@@ -98,3 +98,31 @@ def test_webhook_body_starts_with_the_documented_keys_in_order() -> None:
     assert body["cycle_ends_at"] == "2025-02-01T00:00:00Z"
     assert body["cycle_start"] == "2025-01-01T00:00:00Z"
     assert body["enforcement"] == "allow" and body["at_limit"] == "reject"
+
+
+def test_a_forecast_alert_says_when_100_percent_comes_at_this_pace() -> None:
+    alert = forecast_alert()
+    sentence = ("At this pace AI tokens reach 100 % on Jan 29, 3 days before the cycle ends "
+                "(2025-01-29 00:00 UTC).")
+    message = render_email(alert, ["a@example.com"], "meter@example.com")
+    assert message["Subject"] == "[meter] AI tokens on pace to reach the limit on Jan 29 in " \
+                                 "workspace w1"
+    assert message[ALERT_ID_HEADER] == "w1/2025-01-01T00:00:00Z/ai_tokens/forecast"
+    plain, html = _parts(message)
+    assert sentence in plain and sentence in html
+    assert "100 of 2,800 (3 %) so far" in plain and "2025-02-01 00:00 UTC" in plain
+    assert "has reached" not in plain + html and "has crossed" not in plain + html
+    slack = render_slack(alert)
+    assert slack["text"] == sentence
+    fields = [f["text"] for f in slack["blocks"][1]["fields"]]
+    assert "*Forecast*\n100 % on Jan 29" in fields
+
+
+def test_a_forecast_webhook_adds_kind_and_forecast_at_after_the_documented_keys() -> None:
+    body = json.loads(webhook_body(forecast_alert(arm=2)))
+    assert list(body)[:4] == ["quota", "threshold", "current", "cycle_ends_at"]
+    assert list(body)[-2:] == ["kind", "forecast_at"]
+    assert (body["kind"], body["forecast_at"], body["alert_id"], body["enforcement"]) == (
+        "forecast", "2025-01-29T00:00:00Z", "w1/2025-01-01T00:00:00Z/ai_tokens/forecast#2",
+        "allow")
+    assert "kind" not in json.loads(webhook_body(crossing(100)))

@@ -26,7 +26,8 @@ def _cycle(ends: str, totals: dict[str, int], **breakdowns: Any) -> dict[str, An
     return {"cycle_ends_at": ends, "plan": "team", "totals": totals, "limits": dict(LIMITS),
             "machines": breakdowns.get("machines", {}), "members": breakdowns.get("members", {}),
             "skills": breakdowns.get("skills", {}), "providers": breakdowns.get("providers", {}),
-            "cost": {"currency": "USD", "unit": "micro_dollars", "total": 0,
+            # metered before costs: no price table recorded
+            "cost": {"currency": "USD", "unit": "micro_dollars", "prices": None, "total": 0,
                      "unpriced_tokens": 0, "members": {}, "machines": {}, "skills": {},
                      "models": {}}}
 
@@ -75,8 +76,8 @@ def _cost(opus: int, haiku: int, mini: int, unpriced: int = 0) -> dict[str, Any]
     def model(cost: int, unpriced_tokens: int = 0) -> dict[str, Any]:
         return {"cost": cost, "cache_read_tokens": 0, "cache_write_tokens": 0,
                 "priced": unpriced_tokens == 0, "unpriced_tokens": unpriced_tokens}
-    # history reads no "prices" (the price table is in ClickHouse's usage_snapshots rows)
-    return {"currency": "USD", "unit": "micro_dollars",
+    # "prices": the price table, written on the usage_snapshots rows and read back
+    return {"currency": "USD", "unit": "micro_dollars", "prices": "genai-prices 0.2.5",
             "total": opus + haiku + mini, "unpriced_tokens": unpriced,
             "members": {"kim": opus, "lee": haiku + mini}, "machines": {}, "skills": {},
             "models": {"anthropic/claude-3-haiku": model(haiku, unpriced),

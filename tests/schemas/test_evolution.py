@@ -12,8 +12,10 @@ from fastavro import parse_schema, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import Codec, frame, strip_logical_types
+from schemas.codec import Codec, decode_event, encode_event, frame, strip_logical_types
+from schemas.events import AlertSettingsEvent, ForecastOptIn, Mute
 from schemas.registry import SCHEMA_DIR, Registry, default_registry
+from streams.core.quotas import ThresholdCrossing
 from tests.schemas.strategies import avro_values
 
 
@@ -87,3 +89,46 @@ def test_a_new_version_with_a_defaulted_field_reads_old_data(tmp_path: Path) -> 
         assert getattr(exc, "reason", None) == "undecodable"
     else:
         raise AssertionError("an unknown schema id must not decode")
+
+
+def test_quota_thresholds_v1_records_read_as_threshold_crossings() -> None:
+    """Version 2 adds ``kind`` and ``forecast_at`` (forecast alerts); a version 1 crossing
+    (written before forecasts existed) reads as a threshold crossing without a forecast."""
+    v1, v2 = default_registry().history("quota.thresholds")
+    old = {"alert_id": "w1/2025-01-01T00:00:00Z/ai_tokens/95", "workspace_id": "w1",
+           "quota": "ai_tokens", "threshold": 95, "arm": 1, "highest_in_event": True,
+           "current": 951, "limit": 1000, "cycle_start": 1735689600000,
+           "cycle_ends_at": 1738368000000, "crossed_at": 1736121600000, "event_id": "t2",
+           "enforcement": "allow"}
+    codec = Codec(default_registry())
+    topic, record = codec.decode_record(write_with(v1.load(), v1.schema_id, old))
+    assert (topic, record) == ("quota.thresholds",
+                               {**old, "kind": "threshold", "forecast_at": None})
+    crossing = ThresholdCrossing.from_record(record)
+    assert (crossing.kind, crossing.forecast_at) == ("threshold", None)
+    assert ThresholdCrossing.from_record(old) == crossing  # a dict without the new fields
+    forecast = {**old, "alert_id": "w1/2025-01-01T00:00:00Z/ai_tokens/forecast",
+                "threshold": 100, "kind": "forecast", "forecast_at": 1737763200000}
+    new = codec.encode_record("quota.thresholds", forecast)
+    assert new[1:5] == v2.schema_id.to_bytes(4, "big")
+    assert ThresholdCrossing.from_record(codec.decode_record(new)[1]).forecast_at == (
+        1737763200000)
+
+
+def test_alerting_settings_v1_records_read_without_forecasts() -> None:
+    """Version 2 adds ``forecasts`` (opt-ins) and ``muted_forecasts``; version 1 settings
+    read as opting in to none and muting no forecast."""
+    v1, v2 = default_registry().history("alerting.settings")
+    old = {"event_id": "as1", "workspace_id": "w1", "occurred_at": 1735776000000,
+           "email": True, "slack_webhook_url": None, "webhook_url": None,
+           "webhook_secret": None, "muted": [{"quota": "ai_tokens", "threshold": None}]}
+    data = write_with(v1.load(), v1.schema_id, old)
+    event = decode_event(data)
+    assert isinstance(event, AlertSettingsEvent)
+    assert (event.muted, event.forecasts, event.muted_forecasts) == (
+        (Mute("ai_tokens", None),), (), ())
+    opted = event._replace(forecasts=(ForecastOptIn("ai_tokens", 5),),
+                           muted_forecasts=("ai_tokens",))
+    new = encode_event(opted)
+    assert new[1:5] == v2.schema_id.to_bytes(4, "big")
+    assert decode_event(new) == opted

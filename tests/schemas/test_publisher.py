@@ -107,7 +107,8 @@ def test_operator_commands_validate_and_redact(meter_settings: Settings, tmp_pat
     assert bad.returncode == 2 and "api_requests_per_minute" in bad.stderr
     ok = meter(meter_settings, "settings", "ws1", "--email", "--webhook-url",
                "https://hooks.example/x?token=abc", "--generate-secret", "--mute", "ai_tokens:80",
-               cwd=tmp_path)
+               "--forecast", "ai_tokens", "--forecast", "schedule_runs:5", "--mute-forecast",
+               "schedule_runs", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     shown, secret = ok.stdout.splitlines()
     assert secret.startswith("whsec_") and secret not in shown
@@ -117,3 +118,9 @@ def test_operator_commands_validate_and_redact(meter_settings: Settings, tmp_pat
     assert record["webhook_secret"] == "<redacted>"
     assert record["webhook_url"] == "https://hooks.example/x"
     assert secret not in tail.stdout
+    assert record["forecasts"] == [{"quota": "ai_tokens", "lead_days": None},
+                                   {"quota": "schedule_runs", "lead_days": 5}]
+    assert record["muted_forecasts"] == ["schedule_runs"]
+    wrong = meter(meter_settings, "settings", "ws1", "--forecast", "storage_bytes",
+                  cwd=tmp_path)
+    assert wrong.returncode != 0 and "storage_bytes" in wrong.stderr

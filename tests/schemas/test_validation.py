@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from schemas.events import (
     AlertSettingsEvent,
     ApiEvent,
+    ForecastOptIn,
     Limits,
     Mute,
     PlanEvent,
@@ -143,7 +144,11 @@ def test_storage_with_neither_reading_is_missing_field() -> None:
      ("plan", "limits", {"ai_tokens": "10"}), ("plan", "limits", {"ai_tokens": True}),
      ("plan", "timezone", 5), ("alert_settings", "email", "yes"),
      ("alert_settings", "muted", {"quota": "ai_tokens"}), ("alert_settings", "muted", ["x"]),
-     ("alert_settings", "webhook_url", 5), ("api", "requests", None), ("api", "requests", "1"),
+     ("alert_settings", "webhook_url", 5), ("alert_settings", "forecasts", {"quota": "x"}),
+     ("alert_settings", "forecasts", ["ai_tokens"]),
+     ("alert_settings", "forecasts", [{"quota": "ai_tokens", "lead_days": "3"}]),
+     ("alert_settings", "muted_forecasts", "ai_tokens"), ("api", "requests", None),
+     ("api", "requests", "1"),
      ("storage", "delta_bytes", "10"), ("topup", "amount", 2.5), ("machine", "action", 1)],
 )
 def test_a_wrongly_typed_field_is_wrong_type(type_name: str, field: str, value: Any) -> None:
@@ -192,6 +197,14 @@ def test_a_negative_count_is_invalid_value(type_name: str, field: str, value: An
         ("topup", {"quota": "gpu_minutes"}, "quota"),
         ("alert_settings", {"muted": [{"quota": "gpu_minutes", "threshold": None}]}, "muted"),
         ("alert_settings", {"muted": [{"quota": "ai_tokens", "threshold": 90}]}, "muted"),
+        ("alert_settings", {"forecasts": [{"quota": "machines"}]}, "forecasts"),
+        ("alert_settings", {"forecasts": [{"quota": "ai_tokens", "lead_days": -1}]},
+         "forecasts"),
+        ("alert_settings", {"forecasts": [{"quota": "ai_tokens", "lead_days": 366}]},
+         "forecasts"),
+        ("alert_settings", {"forecasts": [{"quota": "ai_tokens"}, {"quota": "ai_tokens"}]},
+         "forecasts"),
+        ("alert_settings", {"muted_forecasts": ["storage_bytes"]}, "muted_forecasts"),
         ("alert_settings", {"webhook_secret": "s3cret"}, "webhook_secret"),
         ("alert_settings", {"webhook_secret": "whsec_not base64!"}, "webhook_secret"),
         ("alert_settings", {"webhook_secret": "whsec_"}, "webhook_secret"),
@@ -290,6 +303,19 @@ def test_topups_and_mutes_name_one_of_the_six_quotas() -> None:
     assert event.muted == (Mute("ai_tokens", None), Mute("api_requests_per_minute", 95),
                            Mute("machines", None))
     assert (event.email, event.slack_webhook_url) == (True, None)
+
+
+def test_forecast_opt_ins_name_counter_quotas_with_a_lead_in_days() -> None:
+    event = validate("alert_settings", good(
+        "alert_settings", forecasts=[{"quota": "ai_tokens"},
+                                     {"quota": "api_requests_per_cycle", "lead_days": 0},
+                                     {"quota": "schedule_runs", "lead_days": 365}],
+        muted_forecasts=["schedule_runs", "schedule_runs"]))
+    assert isinstance(event, AlertSettingsEvent)
+    assert event.forecasts == (ForecastOptIn("ai_tokens", None),
+                               ForecastOptIn("api_requests_per_cycle", 0),
+                               ForecastOptIn("schedule_runs", 365))
+    assert event.muted_forecasts == ("schedule_runs",)
 
 
 def test_every_alert_settings_field_is_optional() -> None:

@@ -23,6 +23,7 @@ from sinks.shape import iso, parse_time
 from sinks.store import StoreHandle
 from sinks.writer import BatchWriter
 
+PRICES = "genai-prices 0.2.5"
 JAN, FEB, MAR = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (1, 2, 3))
 
 
@@ -39,7 +40,8 @@ def api(store: StoreHandle, writer: BatchWriter) -> Iterator[str]:
     writer.add("usage.aggregates", rec(JAN, FEB, "ai_tokens", 10, 1))
     writer.add("usage.aggregates", rec(FEB, MAR, "ai_tokens", 25, 2))
     writer.add("usage.aggregates", rec(FEB, MAR, "commands", 3, 3, ws="x' OR 1=1 --"))
-    writer.add("usage.aggregates", rec(FEB, MAR, "cost_micros", 1_234_567, 4))
+    writer.add("usage.aggregates", {**rec(FEB, MAR, "cost_micros", 1_234_567, 4),
+                                     "prices_version": PRICES})
     writer.flush()
     read_store = StoreHandle(store.settings)
     server = make_server("127.0.0.1", 0, ReadService(read_store, writer.metrics))
@@ -82,6 +84,9 @@ def test_remote_reads_return_history_cycles_and_csv(api: str) -> None:
         assert [(c["cycle_start"], c["status"], c["totals"]["ai_tokens"]) for c in cycles] == [
             ("2025-01-01T00:00:00Z", "provisional", 10),
             ("2025-02-01T00:00:00Z", "provisional", 25)]
+        # each cycle says which price table priced it (none: metered before costs)
+        assert [c["cost"]["prices"] for c in cycles] == [None, PRICES]
+        assert reads.cycle("w1", FEB)["cost"]["prices"] == PRICES
         assert reads.cycle("w1", JAN)["totals"]["ai_tokens"] == 10
         with pytest.raises(CycleNotFound):
             reads.cycle("w1", JAN + 1000)  # the next second names no cycle (S2)
@@ -115,12 +120,13 @@ def test_the_cli_reads_through_the_sink_that_owns_the_store(api: str, store: Sto
     assert "2025-02-01T00:00:00Z" in shown.stdout and "25" in shown.stdout
     assert target.read_bytes().startswith(b"workspace_id,cycle_start,")
     assert b",totals,,cost_micros,1234567\r\n" in target.read_bytes()  # exact, no float
-    assert "$1.234567" in shown.stdout
+    assert "$1.234567" in shown.stdout and PRICES in shown.stdout
     current = subprocess.run([*meter, "usage", "w1"], env=env, capture_output=True, text=True,
                              timeout=120, check=False)
     assert current.returncode == 0, current.stderr
     assert "2025-02-01T00:00:00Z" in current.stdout
     assert "cost: $1.234567" in current.stdout
+    assert f"priced with {PRICES}" in current.stdout
     missing = subprocess.run([*meter, "usage", "nobody"], env=env, capture_output=True,
                              text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "no usage recorded" in missing.stderr

@@ -10,7 +10,7 @@ from schemas.aggregates import METRICS_OF
 from schemas.codec import decode_written, strip_logical_types
 from schemas.events import QUOTAS
 from schemas.registry import default_registry
-from sinks.rows import AGGREGATES, SINK_TOPICS, TABLE_OF_TOPIC
+from sinks.rows import AGGREGATES, CROSSINGS, SINK_TOPICS, TABLE_OF_TOPIC
 from tests.schemas.strategies import avro_values
 from tests.schemas.test_evolution import write_with
 
@@ -30,9 +30,23 @@ def test_every_registered_version_of_every_sink_topic_maps_to_rows(data: st.Data
             rows = spec.to_rows(written)
             expected = (sum(min(len(e["values"]), len(METRICS_OF.get(e["dimension"], ())))
                             for e in written["entries"])
-                        if "entries" in written else 1)
+                        if "entries" in written
+                        # forecast alerts have no threshold_crossings row (yet)
+                        else int(written.get("kind", "threshold") == "threshold"))
             assert len(rows) == expected
             assert all(len(row) == len(spec.columns) for row in rows)
+
+
+def test_a_forecast_alert_is_not_stored_as_a_threshold_crossing() -> None:
+    crossing = {"alert_id": "w1/2025-01-01T00:00:00Z/ai_tokens/100", "workspace_id": "w1",
+                "quota": "ai_tokens", "threshold": 100, "arm": 1, "highest_in_event": True,
+                "current": 100, "limit": 100, "cycle_start": 1_000, "cycle_ends_at": 2_000,
+                "crossed_at": 1_500, "event_id": "t1", "enforcement": "reject"}
+    assert len(CROSSINGS.to_rows(crossing)) == 1  # version 1: no kind
+    assert len(CROSSINGS.to_rows({**crossing, "kind": "threshold", "forecast_at": None})) == 1
+    forecast = {**crossing, "alert_id": "w1/2025-01-01T00:00:00Z/ai_tokens/forecast",
+                "current": 10, "enforcement": "allow", "kind": "forecast", "forecast_at": 1_900}
+    assert CROSSINGS.to_rows(forecast) == ()
 
 
 def test_an_aggregates_record_of_each_version_gives_its_rows() -> None:

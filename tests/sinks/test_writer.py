@@ -154,7 +154,7 @@ def test_a_replay_usage_json_loads_and_reads_back_exactly(
         assert have.pop("status") == "provisional"
         # the acceptance file predates costs: no cost was written, none is read back
         cost = have.pop("cost")
-        assert (cost["total"], cost["unpriced_tokens"]) == (0, 0)
+        assert (cost["total"], cost["unpriced_tokens"], cost["prices"]) == (0, 0, None)
         assert have == want
 
 
@@ -204,10 +204,13 @@ def test_cost_of_a_replay_reads_back_from_history_to_the_micro_dollar(
     checked = 0
     for ws, body in usage["workspaces"].items():
         got = {c.to_json()["cycle_start"]: c.to_json() for c in reader.history(ws, cycles=12)}
+        detail = {c.to_json()["cycle_start"]: c.prices_version
+                  for c in reader.history_from_detail(ws, cycles=12)}
         for start, cycle in body["cycles"].items():
-            want = dict(cycle["cost"])
-            assert want.pop("prices").startswith("genai-prices ")
+            assert detail[start] == cycle["cost"]["prices"]
+            want = cycle["cost"]
+            assert want["prices"].startswith("genai-prices ")
             have = got[start]["cost"]
-            assert have == want
+            assert have == want  # the price table version included
             checked += want["total"] > 0 and want["unpriced_tokens"] > 0
     assert checked  # priced and unpriced models both occurred

@@ -100,11 +100,47 @@ def _generated_lines(seed: int, workspaces: int, events: int) -> list[bytes]:
     return lines
 
 
+def _forecast_lines() -> list[bytes]:
+    """Workspace wf opts in to forecast alerts: AI tokens (default lead, 3 days) fire on
+    Mar 2 (100 a day reaches 2800 on Mar 29), again after a top-up (arm 2); schedule runs
+    (lead 5 days) on Mar 2 (1 a day reaches 20 on Mar 21)."""
+    common = {"workspace_id": "wf"}
+
+    def tokens(event_id: str, at: str, n: int) -> bytes:
+        return orjson.dumps({"type": "tokens", "event_id": event_id, "occurred_at": at,
+                             "member_id": "kim", "machine_id": None, "skill": None,
+                             "provider": "openai", "model": "gpt-4o", "input_tokens": n,
+                             "output_tokens": 0, "surface": "chat", **common})
+
+    return [
+        orjson.dumps({"type": "plan", "event_id": "pf", "occurred_at": "2025-03-01T00:00:00Z",
+                      "plan": "team", "cycle_anchor": "2025-03-01T00:00:00Z",
+                      "limits": {"ai_tokens": 2800, "schedule_runs": 20},
+                      "owners": ["ops@wf.example"], **common}),
+        orjson.dumps({"type": "alert_settings", "event_id": "sf",
+                      "occurred_at": "2025-03-01T00:00:00Z",
+                      "forecasts": [{"quota": "ai_tokens", "lead_days": None},
+                                    {"quota": "schedule_runs", "lead_days": 5}], **common}),
+        tokens("tf1", "2025-03-02T00:00:00Z", 100),
+        *(orjson.dumps({"type": "schedule_run", "event_id": f"rf{d}", "member_id": "kim",
+                        "schedule_id": "nightly", "machine_id": None,
+                        "occurred_at": f"2025-03-0{d}T00:00:00Z", **common}) for d in (2, 3)),
+        orjson.dumps({"type": "topup", "event_id": "uf", "occurred_at": "2025-03-03T00:00:00Z",
+                      "quota": "ai_tokens", "amount": 2800, **common}),
+        tokens("tf2", "2025-03-04T00:00:00Z", 1200),
+    ]
+
+
 def _assert_crossings_sound(crossings: list[dict[str, Any]]) -> None:
-    """S9: current*100 >= t*limit at every crossing; an alert id is one (quota, t, arm)."""
+    """S9: current*100 >= t*limit at every crossing; an alert id is one (quota, t, arm).
+    A forecast alert: below the limit, 100 % projected after it fired and before the end."""
     by_id: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
     for c in crossings:
-        assert c["current"] * 100 >= c["threshold"] * c["limit"], c
+        if c["kind"] == "forecast":
+            assert c["current"] < c["limit"], c
+            assert c["crossed_at"] < c["forecast_at"] < c["cycle_ends_at"], c
+        else:
+            assert c["current"] * 100 >= c["threshold"] * c["limit"], c
         by_id[c["alert_id"]].add((c["workspace_id"], c["cycle_start"], c["quota"],
                                   c["threshold"], c["arm"]))
     assert all(len(v) == 1 for v in by_id.values())
@@ -113,7 +149,7 @@ def _assert_crossings_sound(crossings: list[dict[str, Any]]) -> None:
 def test_stream_totals_and_breakdowns_equal_the_replay(
     meter_settings: Settings, acceptance_dir: Path, tmp_path: Path
 ) -> None:
-    lines = _case_lines(acceptance_dir, SAME_OR_ADJACENT_CYCLE_CASES)
+    lines = _case_lines(acceptance_dir, SAME_OR_ADJACENT_CYCLE_CASES) + _forecast_lines()
     publish_lines(meter_settings, lines)
     with running_worker(meter_settings, tmp_path / "worker.log") as proc:
         wait_caught_up(meter_settings, proc=proc)
@@ -125,7 +161,7 @@ def test_stream_totals_and_breakdowns_equal_the_replay(
     _assert_crossings_sound(crossings)
     # Plans precede usage and no limit changes mid-stream in these workspaces, so the
     # counter quotas' alert ids are the same in every order (S1).
-    fixed = {"w4", "w5"}
+    fixed = {"w4", "w5", "wf"}
 
     def ids(cs: list[dict[str, Any]]) -> set[str]:
         return {c["alert_id"] for c in cs
@@ -133,6 +169,16 @@ def test_stream_totals_and_breakdowns_equal_the_replay(
 
     assert ids(crossings) == ids(replay_crossings)
     assert ids(crossings), "the fixed-limit workspaces crossed nothing: the test proves nothing"
+    # forecast alerts: the same ids, projected instants and triggering events
+    def forecasts(cs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted((c["alert_id"], c["forecast_at"], c["event_id"]) for c in cs
+                      if c["kind"] == "forecast")
+
+    assert forecasts(crossings) == forecasts(replay_crossings)
+    assert [f[0] for f in forecasts(crossings)] == [
+        "wf/2025-03-01T00:00:00Z/ai_tokens/forecast",
+        "wf/2025-03-01T00:00:00Z/ai_tokens/forecast#2",
+        "wf/2025-03-01T00:00:00Z/schedule_runs/forecast"]
 
 
 def test_quota_state_and_worker_metrics_after_a_run(

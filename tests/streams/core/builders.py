@@ -9,6 +9,7 @@ from schemas.events import (
     AlertSettingsEvent,
     ApiEvent,
     CommandEvent,
+    ForecastOptIn,
     Limits,
     MachineEvent,
     PlanEvent,
@@ -84,8 +85,11 @@ def topup(at: str, quota: str, amount: int, *, ws: str = WS,
     return TopupEvent(_id(event_id), ws, ms(at), quota, amount)
 
 
-def alert_settings(at: str, *, ws: str = WS, event_id: str | None = None) -> AlertSettingsEvent:
-    return AlertSettingsEvent(_id(event_id), ws, ms(at), True, None, None, None, ())
+def alert_settings(at: str, *, ws: str = WS, event_id: str | None = None,
+                   forecasts: dict[str, int | None] | None = None) -> AlertSettingsEvent:
+    """``forecasts``: quota -> lead days (None: the default) of the forecast opt-ins."""
+    opt_ins = tuple(ForecastOptIn(q, lead) for q, lead in (forecasts or {}).items())
+    return AlertSettingsEvent(_id(event_id), ws, ms(at), True, None, None, None, (), opt_ins)
 
 
 class Run:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from streams.core.meter import COUNTED
+from streams.core.meter import COUNTED, WorkspaceMeter
+from streams.core.quotas import ThresholdCrossing
 
-from .builders import Run, api, machine, ms, plan, run, storage, tokens, topup
+from .builders import (
+    Run,
+    alert_settings,
+    api,
+    machine,
+    ms,
+    plan,
+    run,
+    storage,
+    tokens,
+    topup,
+)
 
 C = "w1/2025-01-01T00:00:00Z"
 
@@ -195,8 +207,145 @@ def test_crossing_record_and_json_forms() -> None:
     record = crossing.to_record()
     assert set(record) == {"alert_id", "workspace_id", "quota", "threshold", "arm",
                            "highest_in_event", "current", "limit", "cycle_start",
-                           "cycle_ends_at", "crossed_at", "event_id", "enforcement"}
+                           "cycle_ends_at", "crossed_at", "event_id", "enforcement", "kind",
+                           "forecast_at"}
+    assert (record["kind"], record["forecast_at"]) == ("threshold", None)
     assert record["crossed_at"] == ms("2025-01-02T03:04:05.678Z")
     as_json = crossing.to_json()
     assert (as_json["cycle_start"], as_json["cycle_ends_at"], as_json["crossed_at"]) == (
         "2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z", "2025-01-02T03:04:05Z")
+    # thresholds.jsonl keeps DESIGN.md's fields for a threshold crossing
+    assert "kind" not in as_json and "forecast_at" not in as_json
+
+
+# --- forecast alerts (opt-in per counter quota in alert_settings) ---------------------------
+# Cycle 2025-01: 31 days. At 100 tokens a day, a limit of 2800 is reached on Jan 29 00:00,
+# 3 days before the cycle ends (Feb 1).
+
+
+def _forecasts(r: Run) -> list[ThresholdCrossing]:
+    return [c for c in r.crossings if c.kind == "forecast"]
+
+
+def _paced(*, lead: int | None = None, limit: int = 2800, **opt_in: int | None) -> Run:
+    """A plan, the opt-in (``ai_tokens`` with ``lead`` unless ``opt_in`` says otherwise)
+    and 100 tokens in the first day, counted at Jan 2 00:00 (the 24 h guard just passed)."""
+    forecasts = opt_in or {"ai_tokens": lead}
+    return Run(plan("2025-01-01T00:00:00Z", ai_tokens=limit, schedule_runs=10),
+               alert_settings("2025-01-01T00:00:00Z", forecasts=forecasts),
+               tokens("2025-01-02T00:00:00Z", 100, event_id="t100"))
+
+
+def test_forecast_fires_once_with_its_own_id_and_the_projected_instant() -> None:
+    r = _paced()
+    (alert,) = _forecasts(r)
+    assert alert.alert_id == f"{C}/ai_tokens/forecast"
+    assert (alert.quota, alert.threshold, alert.arm, alert.current, alert.limit) == (
+        "ai_tokens", 100, 1, 100, 2800)
+    assert alert.forecast_at == ms("2025-01-29T00:00:00Z")
+    assert (alert.crossed_at, alert.event_id, alert.enforcement) == (
+        ms("2025-01-02T00:00:00Z"), "t100", "allow")
+    assert alert.to_json()["forecast_at"] == "2025-01-29T00:00:00Z"
+    # the pace holds: the forecast still says 100 % early, but it fired on this arm already
+    r.apply(tokens("2025-01-03T00:00:00Z", 100), tokens("2025-01-04T00:00:00Z", 100))
+    assert len(_forecasts(r)) == 1
+    # the thresholds are untouched by it and keep their own ids
+    r.apply(tokens("2025-01-05T00:00:00Z", 1940))
+    assert r.ids()[1:] == [f"{C}/ai_tokens/80"]
+
+
+def test_forecast_needs_the_lead_the_default_is_3_days() -> None:
+    assert len(_forecasts(_paced(lead=3))) == 1  # projected exactly 3 days before the end
+    assert _forecasts(_paced(lead=4)) == []
+    assert len(_forecasts(_paced(lead=0, limit=3099))) == 1  # 1 % of a day before the end
+    # the default (3 days): Jan 29 00:00 (limit 2800) is 3 days early, Jan 30 (2900) is 2
+    assert len(_forecasts(_paced())) == 1
+    assert _forecasts(_paced(limit=2900)) == []
+
+
+def test_no_forecast_without_the_opt_in_or_for_another_quota() -> None:
+    assert _forecasts(_paced(schedule_runs=None)) == []
+    r = Run(plan("2025-01-01T00:00:00Z", ai_tokens=2800),
+            tokens("2025-01-02T00:00:00Z", 100))
+    assert r.crossings == []
+    # opting out again stops it
+    r = Run(plan("2025-01-01T00:00:00Z", ai_tokens=2800),
+            alert_settings("2025-01-01T00:00:00Z", forecasts={"ai_tokens": None}),
+            alert_settings("2025-01-01T12:00:00Z"), tokens("2025-01-02T00:00:00Z", 100))
+    assert r.crossings == []
+
+
+def test_no_forecast_in_the_first_24_hours_of_a_cycle() -> None:
+    r = Run(plan("2025-01-01T00:00:00Z", ai_tokens=2800),
+            alert_settings("2025-01-01T00:00:00Z", forecasts={"ai_tokens": None}),
+            tokens("2025-01-01T23:59:59.999Z", 1000))  # a pace far above the limit
+    assert _forecasts(r) == []
+    r.apply(tokens("2025-01-02T00:00:00Z", 1))
+    (alert,) = _forecasts(r)
+    assert alert.forecast_at < ms("2025-01-04T00:00:00Z")
+
+
+def test_no_forecast_once_the_limit_is_reached_or_without_a_limit() -> None:
+    r = Run(plan("2025-01-01T00:00:00Z", ai_tokens=100),
+            alert_settings("2025-01-01T00:00:00Z", forecasts={"ai_tokens": 0}),
+            tokens("2025-01-02T00:00:00Z", 100))
+    assert [c.threshold for c in r.crossings] == [80, 95, 100]
+    assert _forecasts(r) == []
+    r = Run(plan("2025-01-01T00:00:00Z"),
+            alert_settings("2025-01-01T00:00:00Z", forecasts={"ai_tokens": 0}),
+            tokens("2025-01-02T00:00:00Z", 10**9))
+    assert r.crossings == []
+
+
+def test_a_topup_re_arms_the_forecast_as_it_re_arms_thresholds() -> None:
+    r = _paced()
+    assert len(_forecasts(r)) == 1
+    # 2800 more: 100 % moves past the cycle end (a rising limit re-arms; S10 a)
+    r.apply(topup("2025-01-03T00:00:00Z", "ai_tokens", 2800))
+    assert len(_forecasts(r)) == 1
+    # a faster pace: 1300 tokens in 3 days projects 5600 on Jan 13 22:09:13.847
+    r.apply(tokens("2025-01-04T00:00:00Z", 1200, event_id="t1200"))
+    _first, second = _forecasts(r)
+    assert (second.alert_id, second.arm, second.limit, second.event_id) == (
+        f"{C}/ai_tokens/forecast#2", 2, 5600, "t1200")
+    assert second.forecast_at == ms("2025-01-04T00:00:00Z") + -(-4300 * 3 * 86_400_000 // 1300)
+
+
+def test_a_plan_change_re_arms_and_a_lower_limit_never_does() -> None:
+    r = _paced()
+    r.apply(plan("2025-01-03T00:00:00Z", ai_tokens=2000))  # lower: no re-arm
+    assert len(_forecasts(r)) == 1
+    r.apply(plan("2025-01-03T01:00:00Z", ai_tokens=100_000))  # higher: arm 2, not projected
+    assert len(_forecasts(r)) == 1
+    # back to a limit this pace reaches in time: the plan change itself evaluates it
+    r.apply(plan("2025-01-03T02:00:00Z", ai_tokens=1000))
+    assert [a.alert_id for a in _forecasts(r)] == [f"{C}/ai_tokens/forecast",
+                                                    f"{C}/ai_tokens/forecast#2"]
+
+
+def test_the_opt_in_is_evaluated_at_once_and_arms_restart_each_cycle() -> None:
+    r = Run(plan("2025-01-01T00:00:00Z", schedule_runs=20),
+            *[run(f"2025-01-0{d}T00:00:00Z") for d in (1, 2, 3)])
+    assert r.crossings == []
+    r.apply(alert_settings("2025-01-04T00:00:00Z", forecasts={"schedule_runs": 3},
+                           event_id="opt-in"))
+    (alert,) = _forecasts(r)  # 3 runs in 3 days: 20 on Jan 21, 11 days early
+    assert (alert.event_id, alert.forecast_at) == ("opt-in", ms("2025-01-21T00:00:00Z"))
+    r.apply(*[run(f"2025-02-0{d}T00:00:00Z") for d in (1, 2, 3)])
+    assert [a.alert_id for a in _forecasts(r)][1:] == [
+        "w1/2025-02-01T00:00:00Z/schedule_runs/forecast"]
+
+
+def test_forecast_state_survives_a_restore_and_old_state_has_no_opt_in() -> None:
+    r = _paced()
+    meter = r.meter()
+    restored = WorkspaceMeter.from_bytes(meter.to_bytes())
+    assert restored.apply(tokens("2025-01-03T00:00:00Z", 100)).crossings == ()
+    assert restored.forecast_leads[1] == 3 * 86_400_000
+    state = meter.to_state()
+    assert len(state["cur"][10]) == 5  # the quota arms, with the forecast arms
+    del state["fc"]
+    state["cur"][10] = state["cur"][10][:3]  # quota arms as written before forecast alerts
+    old = WorkspaceMeter.from_state(state)
+    assert old.forecast_leads == [None] * 6
+    assert old.apply(tokens("2025-01-03T00:00:00Z", 100)).crossings == ()
