@@ -638,17 +638,8 @@ class Worker:
         error = exc.args[0]
         if error.fatal():
             raise ProducerFailed(error) from None
-        why = ""
-        if error.code() in _FENCING:
-            why = " (fenced: another owner took over)"
-        elif (time.monotonic() - self._transaction_began
-              > self.settings.worker_transaction_timeout_ms / 1000):
-            # the coordinator aborted it and bumped the epoch: whatever error surfaced,
-            # nothing of it commits, and its partitions may have moved on
-            why = (" (fenced: it outlived the transaction timeout, so the coordinator "
-                   "aborted it; this worker was paused or stalled, or the broker was away)")
         log.warning("transaction aborted%s: %s; the batch is read again from the last "
-                    "committed offsets", why, error.str())
+                    "committed offsets", self._why_aborted(error), error.str())
         producer = self._producer
         assert producer is not None
         deadline = time.monotonic() + TXN_OUTCOME_DEADLINE_S
@@ -671,6 +662,18 @@ class Worker:
                     "METER_WORKER_INSTANCE (or data directory name); give each worker its own")
         return f"fatal Kafka error in a transaction: {error.str()}"
 
+    def _why_aborted(self, error: KafkaError) -> str:
+        """Why the open transaction ends, for the log: fenced, or not said."""
+        if error.code() in _FENCING:
+            return " (fenced: another owner took over)"
+        if (time.monotonic() - self._transaction_began
+                > self.settings.worker_transaction_timeout_ms / 1000):
+            # the coordinator aborted it and bumped the epoch: whatever error surfaced,
+            # nothing of it commits, and its partitions may have moved on
+            return (" (fenced: it outlived the transaction timeout, so the coordinator "
+                    "aborted it; this worker was paused or stalled, or the broker was away)")
+        return ""
+
     def _restart_producer(self, error: KafkaError) -> None:
         """After a fatal producer error: a new producer under the same transactional.id
         (its ``init_transactions`` settles the old one's transaction, whatever its
@@ -681,8 +684,8 @@ class Worker:
             if time.monotonic() - self._fenced_at < FENCED_AGAIN_S:
                 raise WorkerFatal(self._fatal_text(error))
             self._fenced_at = time.monotonic()
-        log.warning("the transactional producer failed (%s%s); starting a new one, then "
-                    "restoring partitions %s", error.str(), ": fenced" if fenced else "",
+        log.warning("the transactional producer failed (%s)%s; starting a new one, then "
+                    "restoring partitions %s", error.str(), self._why_aborted(error),
                     sorted(self._assigned))
         self._producer = None
         self._producer = self._make_producer()
