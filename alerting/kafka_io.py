@@ -15,8 +15,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from meter.settings import Settings
-from meter.topic_reader import ReadProgress, TopicPart, reader_config
+from groundwork.settings import Settings
+from groundwork.topic_reader import ReadProgress, TopicPart, reader_config
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:

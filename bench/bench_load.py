@@ -49,7 +49,7 @@ from bench.bench_worker import (
 )
 from bench.bench_worker import worker as running_worker
 from bench.probes import CrossingCollector, Delivery, paced, percentile, plan_records, produce_all
-from meter.settings import Settings
+from groundwork.settings import Settings
 from streams.worker import INPUT_TOPICS
 
 

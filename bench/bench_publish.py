@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.topics import create_topics
-from meter.settings import load_settings
+from groundwork.settings import load_settings
 from meter.workload import Workload, generate_events, write_jsonl
 from schemas.codec import encode_event, topic_of
 from schemas.publisher import PRODUCER_DEFAULTS

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meter.errors import UserError
-from meter.processes import alive, terminate_group
-from meter.settings import Settings
+from groundwork.errors import UserError
+from groundwork.processes import alive, terminate_group
+from groundwork.settings import Settings
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 REPO_DIR = DEPLOY_DIR.parent

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meter.errors import UserError
-from meter.settings import Settings
+from groundwork.errors import UserError
+from groundwork.settings import Settings
 
 TOPICS_FILE = Path(__file__).resolve().parent / "topics.toml"
 

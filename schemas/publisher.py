@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.codec import encode_event, event_record, topic_of
 from schemas.events import Event, type_of
 from schemas.ids import now_ms, uuid7

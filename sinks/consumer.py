@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.codec import decode_written
 from schemas.validation import InvalidEvent
 from sinks.metrics import SinkMetrics

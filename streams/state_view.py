@@ -17,8 +17,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from meter.settings import Settings
-from meter.topic_reader import ReadProgress, TopicPart, partitions, reader_config
+from groundwork.settings import Settings
+from groundwork.topic_reader import ReadProgress, TopicPart, partitions, reader_config
 from schemas.codec import decode_record
 
 if TYPE_CHECKING:

@@ -48,9 +48,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from meter.errors import UserError
-from meter.partitioning import partition_for
-from meter.settings import Settings
+from groundwork.errors import UserError
+from groundwork.partitioning import partition_for
+from groundwork.settings import Settings
 from schemas.codec import encode_record
 from schemas.events import RAW_USAGE_TOPICS
 from streams.align import EventTimeAligner

@@ -18,8 +18,8 @@ import orjson
 import typer
 from rich.console import Console
 
-from meter.errors import UserError
-from meter.settings import Settings, get_settings
+from groundwork.errors import UserError
+from groundwork.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from schemas.events import Event

@@ -14,8 +14,8 @@ from confluent_kafka import Producer
 from alerting.config import AlertingConfig
 from alerting.kafka_io import producer_config
 from alerting.service import AlertService
-from meter.settings import Settings
-from meter.topic_reader import read_all
+from groundwork.settings import Settings
+from groundwork.topic_reader import read_all
 from schemas.codec import encode_event, encode_record
 from schemas.events import UNLIMITED, AlertSettingsEvent, Limits, Mute, PlanEvent
 from streams.core.quotas import ThresholdCrossing as Crossing

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from meter.ports import free_port
-from meter.settings import Settings
-from meter.topic_reader import committed_offsets, end_offsets, read_all
+from groundwork.ports import free_port
+from groundwork.settings import Settings
+from groundwork.topic_reader import committed_offsets, end_offsets, read_all
 from schemas.aggregates import values_of
 from schemas.codec import encode_event, topic_of
 from schemas.jsonl import parse_line

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from meter.settings import Settings
-from meter.topic_reader import read_all, unread_partitions
+from groundwork.settings import Settings
+from groundwork.topic_reader import read_all, unread_partitions
 from tests.meter.transactions import TransactionalWriter, state_item
 
 pytestmark = pytest.mark.kafka

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.codec import decode_record
 
 if TYPE_CHECKING:
