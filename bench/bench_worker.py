@@ -80,9 +80,9 @@ from bench.probes import (
 from bench.profile_summary import print_summary, summarize_file
 from deploy import kafka_local
 from deploy.topics import create_topics
+from groundwork.kafka import end_offsets
 from groundwork.ports import free_port
 from groundwork.settings import Settings, load_settings
-from groundwork.topic_reader import end_offsets
 from meter.workload import Workload, generate_events
 from schemas.codec import encode_event, topic_of
 from schemas.registry import default_registry

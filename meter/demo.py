@@ -283,7 +283,7 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
                     groups: tuple[str, ...] = ("worker", "alerts", "sink"),
                     timeout_s: float = 300.0) -> None:
     """Until the named services committed every offset of their input topics."""
-    from groundwork.topic_reader import group_lag
+    from groundwork.kafka import group_lag
     from streams.worker import INPUT_TOPICS
 
     inputs = {
@@ -305,7 +305,7 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
 def _summary(settings: Settings, published: int, rejected: int, smtp: Any, hooks: Any,
              topup: str, causes: RearmCauses) -> Table:
     """What happened, from the real topics and the local receivers."""
-    from groundwork.topic_reader import read_all
+    from schemas.reading import read_all
 
     crossings = [r for _, r in read_all(settings, "quota.thresholds")]
     letters = [r for _, r in read_all(settings, "usage.deadletter")]

@@ -356,7 +356,7 @@ def _answers(url: str) -> bool:
 
 def status(settings: Settings) -> tuple[RunState | None, list[ServiceStatus]]:
     """Every recorded service: process, /healthz, /readyz, its group's lag, its URL."""
-    from groundwork.topic_reader import group_lag
+    from groundwork.kafka import group_lag
 
     state = load_state(settings)
     if state is None:

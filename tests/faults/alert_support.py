@@ -46,7 +46,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from confluent_kafka import Consumer, TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from alerting.kafka_io import consumer_config
+from groundwork.kafka import consumer_config
 from groundwork.ports import free_port
 from groundwork.settings import Settings
 from schemas.events import Mute

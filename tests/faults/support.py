@@ -389,7 +389,7 @@ def split_plans(records: Sequence[tuple[str, bytes, bytes]]
 
 def wait_plans_applied(settings: Settings, proc: subprocess.Popen[bytes],
                        timeout_s: float = 120.0) -> None:
-    from groundwork.topic_reader import end_offsets
+    from groundwork.kafka import end_offsets
     from tests.streams.harness import committed
 
     group = settings.topic_prefix + settings.worker_id

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from groundwork.kafka import end_offsets
 from groundwork.ports import free_port_pair
 from groundwork.settings import Settings, load_settings
-from groundwork.topic_reader import end_offsets
 from tests.streams.harness import committed
 
 # (base topic, key, value); key None is a record without a key
