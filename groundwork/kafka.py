@@ -24,6 +24,7 @@ the tests all use it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -173,10 +174,13 @@ class TopicReader:
                  client_id: str | None = None) -> None:
         from confluent_kafka import Consumer
 
-        self.consumer = Consumer(reader_config(
-            settings, group_id or f"meter-reader-{uuid.uuid4()}", client_id))
+        self._settings = settings
+        self._group_id = group_id or f"meter-reader-{uuid.uuid4()}"
+        self.consumer = Consumer(reader_config(settings, self._group_id, client_id))
         self.parts: list[TopicPart] = []
         self.progress = ReadProgress()
+        self._probe: Consumer | None = None
+        self._probe_lock = threading.Lock()
 
     def partitions(self, topics: Iterable[str],
                    timeout_s: float = KAFKA_TIMEOUT_S) -> list[TopicPart]:
@@ -202,8 +206,18 @@ class TopicReader:
                 if self.progress.observe(msg)]
 
     def ends(self) -> dict[TopicPart, int]:
-        """Where the assigned partitions end now (``stable_ends``)."""
-        return stable_ends(self.consumer, self.parts)
+        """Where the assigned partitions end now (``stable_ends``); any thread may ask.
+
+        Asked by a second consumer that never fetches: on the reader's own connections
+        each request would queue behind a fetch the broker holds for up to
+        ``fetch.wait.max.ms``, half a second per partition.
+        """
+        from confluent_kafka import Consumer
+
+        with self._probe_lock:
+            if self._probe is None:
+                self._probe = Consumer(consumer_config(self._settings, self._group_id))
+            return stable_ends(self._probe, self.parts)
 
     def caught_up(self, ends: Mapping[TopicPart, int]) -> bool:
         return self.progress.caught_up(ends)
@@ -222,6 +236,10 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
 
 
 # -- whole topics and consumer groups -------------------------------------------------------
