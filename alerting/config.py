@@ -1,6 +1,6 @@
 """Everything the alerting consumer is tuned by, in one frozen value.
 
-It all comes from ``meter.settings.Settings``; ``load`` takes overrides (the CLI's
+It all comes from ``groundwork.settings.Settings``; ``load`` takes overrides (the CLI's
 options, tests' short backoffs).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 
 
 @dataclass(frozen=True)

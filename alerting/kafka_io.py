@@ -1,8 +1,8 @@
 """confluent-kafka plumbing for the alerting consumer: an awaitable producer and topic tails.
 
-Every producer: ``acks=all``, ``enable.idempotence``, ``partitioner=murmur2_random``.
-librdkafka calls block, so they run in threads; results come back to the event
-loop with ``call_soon_threadsafe``.
+Client configs come from ``groundwork.kafka`` (every producer: ``acks=all``,
+``enable.idempotence``, ``partitioner=murmur2_random``). librdkafka calls block, so they
+run in threads; results come back to the event loop with ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -11,37 +11,18 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from meter.settings import Settings
-from meter.topic_reader import ReadProgress, TopicPart, reader_config
-
-
-def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "partitioner": "murmur2_random",
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 2,
-        **extra,
-    }
-
-
-def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
-    """A read_committed consumer (the worker writes quota.thresholds in transactions: an
-    aborted crossing is never seen) that follows its topics without end-of-partition
-    events."""
-    return reader_config(settings, group_id, **{"enable.partition.eof": False, **extra})
+from groundwork.kafka import ReadProgress, TopicPart, TopicReader, producer_config
+from groundwork.settings import Settings
 
 
 class AckedProducer:
     """``await send(...)`` returns once the broker acknowledged the record."""
 
     def __init__(self, settings: Settings) -> None:
-        self._producer = Producer(producer_config(settings))
+        self._producer = Producer(producer_config(settings, **{"linger.ms": 2}))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="alerts-producer", daemon=True)
         self._thread.start()
@@ -80,35 +61,6 @@ def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
         future.set_exception(KafkaException(err))
 
 
-def partitions_of(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:
-    probe = Consumer(consumer_config(settings, f"meter-alerts-probe-{uuid.uuid4().hex}"))
-    try:
-        meta = probe.list_topics(timeout=10)
-        found = []
-        for topic in topics:
-            info = meta.topics.get(topic)
-            if info is None or info.error is not None:
-                raise KafkaException(f"topic {topic} does not exist (run `meter topics create`)")
-            found += [TopicPartition(topic, p) for p in sorted(info.partitions)]
-        return found
-    finally:
-        probe.close()
-
-
-def stable_ends(settings: Settings, parts: Sequence[TopicPartition]) -> dict[TopicPart, int]:
-    """Where a read_committed reader of each partition ends now: its last stable offset.
-
-    (A ListOffsets request under read_committed answers the last stable offset, not the
-    high watermark: records of a transaction still open are not readable yet.)
-    """
-    probe = Consumer(consumer_config(settings, f"meter-alerts-probe-{uuid.uuid4().hex}"))
-    try:
-        return {(tp.topic, tp.partition): probe.get_watermark_offsets(tp, timeout=10)[1]
-                for tp in parts}
-    finally:
-        probe.close()
-
-
 Handler = Callable[[Sequence[Message]], None]
 
 
@@ -116,46 +68,45 @@ class TopicTail:
     """Reads whole topics from the beginning and keeps following them (no consumer group).
 
     ``handler`` runs on the event loop with each batch; ``caught_up`` waits until
-    every record that existed when it was called has been handled.
+    every record that existed when it was called has been handled (``TopicReader``'s rule).
     """
 
     def __init__(self, settings: Settings, topics: Sequence[str], handler: Handler,
                  loop: asyncio.AbstractEventLoop, name: str) -> None:
-        self._settings = settings
-        self._topics = list(topics)
         self._handler = handler
         self._loop = loop
-        self._reached: dict[TopicPart, int] = {}
+        self._handled = ReadProgress()  # the reader's position, as far as handled here
         self._progress = asyncio.Event()
         self._stop = threading.Event()
-        self._parts = partitions_of(settings, self._topics)
-        # read_committed and partition EOF events: ``ReadProgress`` needs them to see the
-        # end of a partition that ends with a transaction marker or is empty.
-        self._consumer = Consumer(reader_config(settings, f"meter-alerts-tail-{uuid.uuid4().hex}"))
-        self._consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in self._parts])
+        self._reader = TopicReader(settings, f"meter-alerts-tail-{uuid.uuid4().hex}")
+        try:
+            parts = self._reader.partitions(topics)
+        except KafkaException as exc:
+            self._reader.close()
+            raise KafkaException(f"a topic of {', '.join(topics)} does not exist "
+                                 f"(run `meter topics create`): {exc}") from None
+        self._reader.assign({tp: 0 for tp in parts})
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        progress = ReadProgress()
+        reader = self._reader
         try:
             while not self._stop.is_set():
-                batch = [m for m in self._consumer.consume(500, 0.1) if progress.observe(m)]
-                # Offsets reached, not last offsets read: the end events take them past
-                # compaction gaps and transaction markers, which are never delivered.
-                self._loop.call_soon_threadsafe(self._apply, batch, dict(progress.reached))
+                batch = reader.poll(500, 0.1)
+                self._loop.call_soon_threadsafe(self._apply, batch, dict(reader.progress.reached))
         finally:
-            self._consumer.close()
+            reader.close()
 
     def _apply(self, batch: Sequence[Message], reached: dict[TopicPart, int]) -> None:
         if batch:
             self._handler(batch)
-        self._reached.update(reached)
+        self._handled.reached.update(reached)
         self._progress.set()
 
     async def caught_up(self) -> None:
-        targets = await asyncio.to_thread(stable_ends, self._settings, self._parts)
-        while any(self._reached.get(tp, 0) < end for tp, end in targets.items()):
+        ends = await asyncio.to_thread(self._reader.ends)  # where the topics end now
+        while not self._handled.caught_up(ends):
             self._progress.clear()
             await self._progress.wait()
 

@@ -42,7 +42,7 @@ class AttemptResult(NamedTuple):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 12  # the defaults of meter/settings.py
+    max_attempts: int = 12  # the defaults of groundwork/settings.py
     base_s: float = 1.0
     cap_s: float = 300.0
     retry_after_cap_s: float = 300.0

@@ -33,7 +33,7 @@ from alerting.channels import Channels, Prepared
 from alerting.config import AlertingConfig
 from alerting.directory import Directory, WorkspaceChannels
 from alerting.http_client import HttpSender
-from alerting.kafka_io import AckedProducer, TopicTail, consumer_config
+from alerting.kafka_io import AckedProducer, TopicTail
 from alerting.ledger import Ledger
 from alerting.metrics import AlertMetrics
 from alerting.offsets import OffsetTracker
@@ -41,6 +41,7 @@ from alerting.planning import Action, CollapsePlanner, Decision
 from alerting.records import Channel, Status, delivery_record, target_of
 from alerting.retry import Kind, RetryPolicy
 from alerting.smtp_client import SmtpConfig
+from groundwork.kafka import consumer_config
 from schemas.codec import decode_event, decode_record, encode_record
 from schemas.events import AlertSettingsEvent, PlanEvent
 from schemas.validation import InvalidEvent

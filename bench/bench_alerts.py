@@ -33,9 +33,9 @@ from confluent_kafka import Producer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test receivers and factories live in tests/
 
-from alerting.kafka_io import producer_config  # noqa: E402
 from deploy.topics import create_topics  # noqa: E402
-from meter.settings import Settings, load_settings  # noqa: E402
+from groundwork.kafka import producer_config  # noqa: E402
+from groundwork.settings import Settings, load_settings  # noqa: E402
 from schemas.codec import encode_record  # noqa: E402
 from tests.alerting.factories import crossing  # noqa: E402
 from tests.alerting.kafka_helpers import settings_item  # noqa: E402

@@ -42,7 +42,7 @@ from confluent_kafka import Producer
 
 from bench.provenance import git_commit
 from deploy.topics import create_topics
-from meter.settings import Settings, load_settings
+from groundwork.settings import Settings, load_settings
 from schemas.codec import encode_record
 from schemas.events import QUOTAS
 from streams.api import create_api

@@ -49,7 +49,8 @@ from bench.bench_worker import (
 )
 from bench.bench_worker import worker as running_worker
 from bench.probes import CrossingCollector, Delivery, paced, percentile, plan_records, produce_all
-from meter.settings import Settings
+from groundwork.kafka import producer_config
+from groundwork.settings import Settings
 from streams.worker import INPUT_TOPICS
 
 
@@ -223,9 +224,7 @@ def run(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     control, usage = plan_records(settings, args.rate, args.duration, args.workspaces, probes)
     console.print(f"topic prefix {settings.topic_prefix}: {len(control):,} control events, "
                   f"{len(usage):,} usage events, {probes} probes")
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "partitioner": "murmur2_random", "enable.idempotence": True,
-                         "linger.ms": 5, "compression.type": "lz4"})
+    producer = Producer(producer_config(settings, **{"linger.ms": 5}))
     delivery = Delivery()
     produce_all(producer, control, delivery)
     produced = [0]  # paced events (usage and probes) produced so far

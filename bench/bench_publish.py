@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.topics import create_topics
-from meter.settings import load_settings
+from groundwork.kafka import producer_config
+from groundwork.settings import load_settings
 from meter.workload import Workload, generate_events, write_jsonl
 from schemas.codec import encode_event, topic_of
 from schemas.publisher import PRODUCER_DEFAULTS
@@ -62,7 +63,7 @@ def main() -> None:
 
     prepared = [(settings.topic(topic_of(e)), e.workspace_id.encode(), encode_event(e))
                 for e in generate_events(wl)]
-    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(producer_config(settings, **PRODUCER_DEFAULTS))
     failed = 0
 
     def report(err: object, _msg: object) -> None:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from meter.settings import load_settings
+from groundwork.settings import load_settings
 from schemas.aggregates import MEMBER_METRICS
 from schemas.codec import decode_written, encode_record
 from sinks.csv_export import to_csv

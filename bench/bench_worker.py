@@ -80,9 +80,9 @@ from bench.probes import (
 from bench.profile_summary import print_summary, summarize_file
 from deploy import kafka_local
 from deploy.topics import create_topics
-from meter.ports import free_port
-from meter.settings import Settings, load_settings
-from meter.topic_reader import end_offsets
+from groundwork.kafka import end_offsets, producer_config
+from groundwork.ports import free_port
+from groundwork.settings import Settings, load_settings
 from meter.workload import Workload, generate_events
 from schemas.codec import encode_event, topic_of
 from schemas.registry import default_registry
@@ -658,9 +658,7 @@ def phase_rebalance(bootstrap: str, tmp: Path, rate: float, seconds: float, work
     settings = fresh_settings(bootstrap, tmp / "rebalance", partitions=8)
     probes = int(probes_per_s * seconds)
     control, usage = plan_records(settings, rate, seconds, workspaces, probes, seed=13)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "partitioner": "murmur2_random", "enable.idempotence": True,
-                         "linger.ms": 5, "compression.type": "lz4"})
+    producer = Producer(producer_config(settings, **{"linger.ms": 5}))
     delivery = Delivery()
     produce_all(producer, control, delivery)
     collector = CrossingCollector(settings)

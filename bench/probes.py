@@ -17,7 +17,7 @@ import uuid
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from meter.workload import Workload, generate_events
 from schemas.codec import decode_record, encode_event, topic_of
 from schemas.events import Event

@@ -8,8 +8,8 @@ import sys
 import typer
 
 from dashboard.cli import dashboard
-from meter.errors import UserError
-from meter.settings import SettingsError
+from groundwork.errors import UserError
+from groundwork.settings import SettingsError
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import httpx
 from pydantic import SecretStr
 
 from dashboard.quotas import Decisions, parse_quotas_answer
-from meter.settings import Settings
+from groundwork.settings import Settings
 
 log = logging.getLogger(__name__)
 

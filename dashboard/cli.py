@@ -6,8 +6,8 @@ from typing import Annotated, Final, Literal
 
 import typer
 
-from meter.errors import UserError
-from meter.settings import get_settings
+from groundwork.errors import UserError
+from groundwork.settings import get_settings
 
 _MODES: Final[dict[str, Literal["auto", "sink", "store"]]] = {
     "auto": "auto", "sink": "sink", "store": "store"}

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from dashboard.app import create_app
 from dashboard.checkapi import CheckApi
 from dashboard.sources import SourceMode, UsageSource, choose_source
-from meter.settings import Settings
+from groundwork.settings import Settings
 
 
 def build(settings: Settings, mode: SourceMode = "auto") -> tuple[FastAPI, UsageSource, CheckApi]:

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import httpx
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from sinks.history import DEFAULT_CYCLES, CycleNotFound, HistoryReader
 from sinks.reads import LocalReads, RemoteReads, sink_is_serving, sink_url
 from sinks.shape import parse_time

@@ -18,11 +18,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from meter.errors import UserError
-from meter.processes import alive, terminate_group
-from meter.settings import Settings
+from groundwork.errors import UserError
+from groundwork.kafka import admin_config
+from groundwork.processes import alive, terminate_group
+from groundwork.settings import Settings
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 REPO_DIR = DEPLOY_DIR.parent
@@ -169,9 +169,7 @@ def metadata_ok(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when the broker answers a metadata request (being ready, not just listening)."""
     from confluent_kafka.admin import AdminClient
 
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0,
-                              "logger": quiet_logger()}
-    admin = AdminClient(config)
+    admin = AdminClient(admin_config(bootstrap, log_level=0))
     try:
         admin.list_topics(timeout=timeout_s)
     except Exception:
@@ -179,15 +177,6 @@ def metadata_ok(bootstrap: str, timeout_s: float = 2.0) -> bool:
     return True
 
 
-def quiet_logger() -> object:
-    """A logger for admin clients: librdkafka's connection noise stays out of the CLI."""
-    import logging
-
-    logger = logging.getLogger("meter.kafka.admin")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-        logger.propagate = False
-    return logger
 
 
 def log_tail(paths: KafkaPaths, lines: int = 25) -> str:

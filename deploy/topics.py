@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meter.errors import UserError
-from meter.settings import Settings
+from groundwork.errors import UserError
+from groundwork.kafka import admin_config
+from groundwork.settings import Settings
 
 TOPICS_FILE = Path(__file__).resolve().parent / "topics.toml"
 
@@ -48,11 +49,7 @@ def existing_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, An
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from deploy.kafka_local import quiet_logger
-
-    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap,
-                              "logger": quiet_logger()}
-    admin = AdminClient(config)
+    admin = AdminClient(admin_config(settings.kafka_bootstrap))
     try:
         topics: dict[str, Any] = admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
@@ -75,7 +72,7 @@ def create_topics(
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     existing = existing_topics(settings, timeout_s)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(admin_config(settings.kafka_bootstrap))
     specs = topic_specs(settings)
     for spec in specs:
         real = settings.topic(spec.name)

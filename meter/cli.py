@@ -11,6 +11,8 @@ import sys
 import typer
 
 from dashboard import cli as dashboard
+from groundwork.errors import UserError
+from groundwork.settings import SettingsError
 from meter.commands import (
     alerts,
     deadletter,
@@ -22,8 +24,6 @@ from meter.commands import (
     streams,
     supervise,
 )
-from meter.errors import UserError
-from meter.settings import SettingsError
 
 app = typer.Typer(
     name="meter",

@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import orjson
 
-from meter.errors import UserError
-from meter.settings import Settings
+from groundwork.errors import UserError
+from groundwork.settings import Settings
 from schemas.deadletter import TOPIC, decode_dead_letter
 
 REPLAYS_TOPIC: Final = "usage.deadletter.replays"
@@ -93,7 +93,7 @@ def parse_since(text: str, now_ms: int | None = None) -> int:
 
 def read_letters(settings: Settings) -> list[Letter]:
     """Every dead letter on the topic now (undecodable records are skipped)."""
-    from meter.topic_reader import read_raw
+    from groundwork.kafka import read_raw
     from schemas.validation import InvalidEvent
 
     letters = []
@@ -113,7 +113,7 @@ def read_letters(settings: Settings) -> list[Letter]:
 
 def read_replays(settings: Settings) -> dict[str, list[dict[str, Any]]]:
     """What replays sent, by dead letter ref, oldest first."""
-    from meter.topic_reader import read_raw
+    from groundwork.kafka import read_raw
 
     replays: dict[str, list[dict[str, Any]]] = {}
     for _, _, _, value in read_raw(settings, REPLAYS_TOPIC):

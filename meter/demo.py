@@ -29,11 +29,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from groundwork.errors import UserError
+from groundwork.ports import free_port
+from groundwork.processes import alive
+from groundwork.settings import Settings, load_settings
 from meter import supervisor
-from meter.errors import UserError
-from meter.ports import free_port
-from meter.processes import alive
-from meter.settings import Settings, load_settings
 
 console = Console(stderr=True)
 
@@ -283,7 +283,7 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
                     groups: tuple[str, ...] = ("worker", "alerts", "sink"),
                     timeout_s: float = 300.0) -> None:
     """Until the named services committed every offset of their input topics."""
-    from meter.topic_reader import group_lag
+    from groundwork.kafka import group_lag
     from streams.worker import INPUT_TOPICS
 
     inputs = {
@@ -305,7 +305,7 @@ def _wait_processed(settings: Settings, say: Callable[[str], None],
 def _summary(settings: Settings, published: int, rejected: int, smtp: Any, hooks: Any,
              topup: str, causes: RearmCauses) -> Table:
     """What happened, from the real topics and the local receivers."""
-    from meter.topic_reader import read_all
+    from schemas.reading import read_all
 
     crossings = [r for _, r in read_all(settings, "quota.thresholds")]
     letters = [r for _, r in read_all(settings, "usage.deadletter")]

@@ -30,10 +30,10 @@ from pathlib import Path
 import httpx
 import orjson
 
-from meter.errors import UserError
-from meter.ports import free_port, free_port_pair, port_or_free
-from meter.processes import alive, terminate_group
-from meter.settings import Settings
+from groundwork.errors import UserError
+from groundwork.ports import free_port, free_port_pair, port_or_free
+from groundwork.processes import alive, terminate_group
+from groundwork.settings import Settings
 
 Say = Callable[[str], None]
 # The order `down` stops them in (the reverse of start); workers are "worker-1", ...
@@ -356,7 +356,7 @@ def _answers(url: str) -> bool:
 
 def status(settings: Settings) -> tuple[RunState | None, list[ServiceStatus]]:
     """Every recorded service: process, /healthz, /readyz, its group's lag, its URL."""
-    from meter.topic_reader import group_lag
+    from groundwork.kafka import group_lag
 
     state = load_state(settings)
     if state is None:

@@ -28,20 +28,19 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from meter.settings import Settings
+from groundwork.kafka import producer_config
+from groundwork.settings import Settings
 from schemas.codec import encode_event, event_record, topic_of
 from schemas.events import Event, type_of
 from schemas.ids import now_ms, uuid7
 from schemas.validation import InvalidEvent, validate
 
+# Throughput tuning on top of ``groundwork.kafka.producer_config`` (idempotent, acks=all,
+# murmur2_random, lz4).
 PRODUCER_DEFAULTS: Final[dict[str, Any]] = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "partitioner": "murmur2_random",
     "linger.ms": 10,
     "batch.size": 1_000_000,
     "batch.num.messages": 10_000,
-    "compression.type": "lz4",
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 512 * 1024,
     "message.timeout.ms": 120_000,
@@ -71,8 +70,7 @@ class Publisher:
         from confluent_kafka import Producer
 
         self.settings = settings
-        conf = {**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap,
-                "client.id": client_id, **(config or {})}
+        conf = producer_config(settings, client_id, **{**PRODUCER_DEFAULTS, **(config or {})})
         conf["partitioner"] = "murmur2_random"  # the one rule every producer follows
         # reports for failures only: a Python callback per success costs more than the send
         conf["delivery.report.only.error"] = True

@@ -34,7 +34,8 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from meter.settings import Settings
+from groundwork import kafka
+from groundwork.settings import Settings
 from schemas.codec import decode_written
 from schemas.validation import InvalidEvent
 from sinks.metrics import SinkMetrics
@@ -54,20 +55,15 @@ def consumer_config(settings: Settings, group_id: str, stats: SinkMetrics,
     def on_stats(payload: str) -> None:
         record_lag(stats, payload)
 
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": group_id,
-        "enable.auto.commit": False,
+    # read_committed: the worker writes our topics in transactions
+    return kafka.consumer_config(settings, group_id, **{
         "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        # The worker writes our topics in transactions: never see an aborted record (default).
-        "isolation.level": "read_committed",
         "enable.partition.eof": True,  # commit up to the end, past transaction markers
         "session.timeout.ms": SESSION_TIMEOUT_MS,
         "max.poll.interval.ms": max_poll_interval_ms,
         "statistics.interval.ms": 5_000,
         "stats_cb": on_stats,
-    }
+    })
 
 
 def record_lag(metrics: SinkMetrics, payload: str) -> None:

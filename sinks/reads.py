@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from sinks.csv_export import to_csv
 from sinks.history import DEFAULT_CYCLES, CycleNotFound, HistoryReader
 from sinks.store import StoreHandle

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from sinks.consumer import DEFAULT_GROUP, SinkConsumer
 from sinks.http_api import ReadService, make_server, serve_in_thread
 from sinks.metrics import SinkMetrics

@@ -17,7 +17,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from sinks.ddl import migrate
 
 log = logging.getLogger(__name__)

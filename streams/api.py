@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from meter.settings import Settings, get_settings
+from groundwork.settings import Settings, get_settings
 from schemas.events import QUOTAS
 from streams.check_routes import MAX_AMOUNT, MAX_BATCH, MAX_BODY_BYTES, answer_batch, answer_check
 from streams.heap import HeapPolicy
@@ -324,7 +324,7 @@ def serve(settings: Settings) -> None:
     port (uvicorn's workers), each with its own whole view of ``quota.state``."""
     import uvicorn
 
-    from meter.errors import UserError
+    from groundwork.errors import UserError
 
     if settings.api_token is None:
         raise UserError("METER_API_TOKEN is not set: the check API requires a bearer token. "

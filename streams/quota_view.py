@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from meter.settings import Settings, StalePolicy, get_settings
+from groundwork.settings import Settings, StalePolicy, get_settings
 from schemas.events import QUOTAS
 from streams.core.enforcement import Decision, cycle_at, decide_from_state
 from streams.core.forecast import COUNTER_QUOTAS, Forecast, forecast

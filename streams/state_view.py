@@ -15,14 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from meter.settings import Settings
-from meter.topic_reader import ReadProgress, TopicPart, partitions, reader_config
+from groundwork.kafka import TopicPart, TopicReader
+from groundwork.settings import Settings
 from schemas.codec import decode_record
-
-if TYPE_CHECKING:
-    from confluent_kafka import Consumer
 
 log = logging.getLogger("meter.api.view")
 
@@ -96,33 +93,42 @@ class QuotaStateView:
                 self._records[workspace] = record
 
     def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        topic = self._settings.topic("quota.state")
-        # read_committed (workers write quota.state in transactions) with partition EOF
-        # events; never committed: every replica reads everything
-        consumer = Consumer(reader_config(self._settings, "meter-api-view"))
+        # read_committed (workers write quota.state in transactions); never committed:
+        # every replica reads everything
+        reader = TopicReader(self._settings, "meter-api-view")
         try:
-            parts = self._wait_for_partitions(consumer, topic)
-            consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in parts])
-            progress = ReadProgress()
+            parts = self._wait_for_partitions(reader, self._settings.topic("quota.state"))
+            reader.assign(parts)
+            ends: dict[TopicPart, int] | None = None
             while not self._stop.is_set():
-                for msg in consumer.consume(num_messages=1000, timeout=0.2):
-                    if progress.observe(msg):
-                        self.apply(msg.key(), msg.value())
-                # Ready once every partition raised its end event: records up to there
-                # are applied (they come before it), trailing markers do not hold it back.
-                if not self._caught_up.is_set() and progress.all_at_end(parts):
+                for msg in reader.poll(1000, 0.2):
+                    self.apply(msg.key(), msg.value())
+                if self._caught_up.is_set():
+                    continue
+                # Ready once caught up with where the topic ended when reading began:
+                # trailing markers and compaction gaps do not hold it back.
+                if ends is None:
+                    ends = self._ends(reader)
+                if ends is not None and reader.caught_up(ends):
                     self._caught_up.set()
         finally:
-            consumer.close()
+            reader.close()
 
-    def _wait_for_partitions(self, consumer: Consumer, topic: str) -> list[TopicPart]:
+    def _wait_for_partitions(self, reader: TopicReader, topic: str) -> list[TopicPart]:
         """The topic's partitions, once it exists; empty if the view stopped first."""
         while not self._stop.is_set():
             try:
-                return partitions(consumer, topic, timeout_s=5)
+                return reader.partitions([topic], timeout_s=5)
             except Exception as exc:
                 log.warning("waiting for topic %s: %s", topic, exc)
                 time.sleep(1)
         return []
+
+    @staticmethod
+    def _ends(reader: TopicReader) -> dict[TopicPart, int] | None:
+        """Where the partitions end now; None (ask again) while the broker cannot say."""
+        try:
+            return reader.ends()
+        except Exception as exc:
+            log.warning("reading where quota.state ends: %s", exc)
+            return None

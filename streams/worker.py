@@ -48,9 +48,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from meter.errors import UserError
-from meter.partitioning import partition_for
-from meter.settings import Settings
+from groundwork.errors import UserError
+from groundwork.kafka import consumer_config, producer_config, reader_config
+from groundwork.partitioning import partition_for
+from groundwork.settings import Settings
 from schemas.codec import encode_record
 from schemas.events import RAW_USAGE_TOPICS
 from streams.align import EventTimeAligner
@@ -237,24 +238,19 @@ class Worker:
 
     def _make_producer(self) -> Producer:
         settings = self.settings
-        producer = Producer({
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "client.id": f"{self.instance}-producer",
+        # idempotent, acks=all, lz4, and murmur2_random: every producer hashes keys alike
+        # (Java's murmur2); outputs name their partition, the heartbeat's is computed the
+        # same way
+        producer = Producer(producer_config(settings, f"{self.instance}-producer", **{
             "transactional.id": self.instance,
             "transaction.timeout.ms": settings.worker_transaction_timeout_ms,
-            "enable.idempotence": True,
-            "acks": "all",
-            # every producer hashes keys alike (Java's murmur2); outputs name their
-            # partition, the heartbeat's is computed the same way
-            "partitioner": "murmur2_random",
             "linger.ms": 5,
-            "compression.type": "lz4",
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 1_048_576,
             # fatal errors surface from the transaction calls (ProducerFailed)
             "error_cb": lambda error: None,
-        })
+        }))
         deadline = time.monotonic() + 120
         while True:  # right after a broker start the coordinator may still be loading
             try:
@@ -272,18 +268,13 @@ class Worker:
     def _consumer_config(self) -> dict[str, Any]:
         settings = self.settings
         session = settings.worker_session_timeout_ms
-        return {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "client.id": f"{self.instance}-consumer",
-            "group.id": self.group,
+        # read_committed (never see an aborted record), no auto commit
+        return consumer_config(settings, self.group, f"{self.instance}-consumer", **{
             # No static membership (group.instance.id): after a broker restart librdkafka's
             # rejoin was refused as FENCED_INSTANCE_ID, fatal to the consumer
             # (tests/faults/test_broker_restart.py), and a stopped static member keeps its
             # partitions until its session times out.
             "partition.assignment.strategy": "range",  # partition p of every topic together
-            # never see an aborted record (librdkafka's default, said out loud)
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             # an offset out of range is an error to handle, never a silent jump
             "auto.offset.reset": "error",
@@ -293,7 +284,7 @@ class Worker:
             "statistics.interval.ms": int(GAUGE_INTERVAL_S * 1000),
             "stats_cb": self._on_stats,
             "error_cb": self._on_client_error,
-        }
+        })
 
     def _offsets_reader_config(self) -> dict[str, Any]:
         return {
@@ -305,16 +296,10 @@ class Worker:
         }
 
     def _restorer_config(self) -> dict[str, Any]:
-        return {
-            "bootstrap.servers": self.settings.kafka_bootstrap,
-            "client.id": f"{self.instance}-restore",
-            "group.id": f"{self.group}.restore",  # assign() only: never joins, never commits
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",  # up to the last stable offset
-            "enable.partition.eof": True,  # raised at the last stable offset
-            "auto.offset.reset": "earliest",
-            "error_cb": self._on_client_error,
-        }
+        # read_committed up to the last stable offset, where partition EOF is raised;
+        # assign() only: never joins its group, never commits
+        return reader_config(self.settings, f"{self.group}.restore", f"{self.instance}-restore",
+                             error_cb=self._on_client_error)
 
     def _on_stats(self, payload: str) -> None:
         for tp, end in self.metrics.record_stats(payload, set(self._inputs)).items():

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from meter.ports import free_port_pair
-from meter.settings import Settings, load_settings
+from groundwork.ports import free_port_pair
+from groundwork.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 ACCEPTANCE_DIR = (REPO / ".." / "shared" / "acceptance").resolve()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from meter.settings import get_settings
+from groundwork.settings import get_settings
 
 TOPICS = ["quota.thresholds", "alerting.settings", "quota.plans", "alerting.deliveries"]
 

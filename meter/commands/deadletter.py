@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from meter.errors import UserError
-from meter.settings import get_settings
+from groundwork.errors import UserError
+from groundwork.settings import get_settings
 
 if TYPE_CHECKING:
     from meter.deadletters import Selection

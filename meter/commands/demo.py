@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from meter.settings import get_settings
+from groundwork.settings import get_settings
 
 
 def demo(

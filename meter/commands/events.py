@@ -18,8 +18,8 @@ import orjson
 import typer
 from rich.console import Console
 
-from meter.errors import UserError
-from meter.settings import Settings, get_settings
+from groundwork.errors import UserError
+from groundwork.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from schemas.events import Event
@@ -204,6 +204,7 @@ def tail(
     """Print TOPIC's records as JSON lines (times RFC 3339, bytes base64, secrets redacted)."""
     from confluent_kafka import Consumer, KafkaError
 
+    from groundwork.kafka import consumer_config
     from schemas.registry import topics
 
     known = topics()
@@ -211,16 +212,11 @@ def tail(
         raise UserError(f"unknown topic {topic!r}; topics: {', '.join(known)}")
     settings = get_settings()
     require_topics(settings, [topic])
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"meter-tail-{uuid.uuid4().hex[:12]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-        # The worker writes its outputs in transactions: show committed records only
-        # (librdkafka's default, said here).
-        "isolation.level": "read_committed",
-        "session.timeout.ms": 10_000,
-    })
+    # read_committed: the worker writes its outputs in transactions
+    consumer = Consumer(consumer_config(
+        settings, f"meter-tail-{uuid.uuid4().hex[:12]}",
+        **{"auto.offset.reset": "earliest" if from_beginning else "latest",
+           "session.timeout.ms": 10_000}))
     consumer.subscribe([settings.topic(topic)])
     out = sys.stdout
     count = 0

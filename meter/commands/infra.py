@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from meter.settings import get_settings
+from groundwork.settings import get_settings
 
 console = Console(stderr=True)
 kafka_app = typer.Typer(help="The local Apache Kafka broker (KRaft, jars from Maven Central).",

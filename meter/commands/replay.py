@@ -13,7 +13,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from meter.errors import UserError
+from groundwork.errors import UserError
 
 PROGRESS_EVERY = 65_536  # lines between progress bar updates (keeps the loop tight)
 

@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from meter.errors import UserError
-from meter.settings import get_settings
+from groundwork.errors import UserError
+from groundwork.settings import get_settings
 from sinks.shape import iso, parse_time
 from streams.core.forecast import COUNTER_QUOTAS, forecast
 from streams.core.pricing import dollars

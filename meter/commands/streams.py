@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from meter.settings import get_settings
+from groundwork.settings import get_settings
 
 
 def worker(

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from meter.settings import get_settings
+from groundwork.settings import get_settings
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(width=200)

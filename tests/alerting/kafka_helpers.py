@@ -12,12 +12,12 @@ from typing import Any
 from confluent_kafka import Producer
 
 from alerting.config import AlertingConfig
-from alerting.kafka_io import producer_config
 from alerting.service import AlertService
-from meter.settings import Settings
-from meter.topic_reader import read_all
+from groundwork.kafka import producer_config
+from groundwork.settings import Settings
 from schemas.codec import encode_event, encode_record
 from schemas.events import UNLIMITED, AlertSettingsEvent, Limits, Mute, PlanEvent
+from schemas.reading import read_all
 from streams.core.quotas import ThresholdCrossing as Crossing
 
 

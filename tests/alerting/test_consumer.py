@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from alerting.service import AlertService
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.codec import encode_record
 from schemas.events import Mute
 from streams.core.quotas import ThresholdCrossing as Crossing

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Message
 
 from alerting.kafka_io import TopicTail
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.codec import decode_record
 from tests.meter.transactions import TransactionalWriter, state_item
 

@@ -16,8 +16,8 @@ from dashboard.app import create_app
 from dashboard.checkapi import CheckApi
 from dashboard.server import Running, serve_in_thread
 from dashboard.sources import StoreSource
-from meter.ports import free_port
-from meter.settings import Settings, load_settings
+from groundwork.ports import free_port
+from groundwork.settings import Settings, load_settings
 from schemas.codec import encode_record
 from sinks.store import StoreHandle
 from sinks.writer import BatchWriter

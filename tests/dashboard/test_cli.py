@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from dashboard.cli import register
-from meter.errors import UserError
+from groundwork.errors import UserError
 
 
 def _app() -> typer.Typer:

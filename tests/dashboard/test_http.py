@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from dashboard.sources import StoreSource
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.events import QUOTAS
 from sinks.csv_export import to_csv
 from sinks.history import HistoryReader

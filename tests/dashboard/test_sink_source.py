@@ -17,8 +17,8 @@ from dashboard.app import create_app
 from dashboard.checkapi import CheckApi
 from dashboard.server import serve_in_thread
 from dashboard.sources import SinkSource, StoreSource, choose_source
-from meter.ports import free_port
-from meter.settings import Settings
+from groundwork.ports import free_port
+from groundwork.settings import Settings
 from sinks.http_api import ReadService, make_server
 from sinks.http_api import serve_in_thread as serve_sink
 from sinks.metrics import SinkMetrics

@@ -12,8 +12,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from deploy import kafka_local
 from deploy.topics import create_topics, topic_specs
-from meter.partitioning import partition_for
-from meter.settings import Settings, load_settings
+from groundwork.partitioning import partition_for
+from groundwork.settings import Settings, load_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -111,7 +111,7 @@ def test_start_fails_clearly_when_jars_cannot_be_resolved(tmp_path: Path) -> Non
 
 def test_a_broker_that_exits_during_start_up_names_the_cause_and_its_log(
         tmp_path: Path) -> None:
-    from meter.ports import free_port_pair
+    from groundwork.ports import free_port_pair
 
     # A heap no machine here can reserve: the JVM exits at once, after the storage format.
     settings = load_settings(data_dir=tmp_path, kafka_heap="100000g",

@@ -46,9 +46,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from confluent_kafka import Consumer, TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from alerting.kafka_io import consumer_config
-from meter.ports import free_port
-from meter.settings import Settings
+from groundwork.kafka import consumer_config
+from groundwork.ports import free_port
+from groundwork.settings import Settings
 from schemas.events import Mute
 from streams.core.quotas import ThresholdCrossing as Crossing
 from tests.alerting.factories import crossing

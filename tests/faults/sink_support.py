@@ -30,8 +30,8 @@ import httpx
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import KafkaError, Producer
 
-from meter.settings import Settings
-from meter.topic_reader import end_offsets
+from groundwork.kafka import end_offsets
+from groundwork.settings import Settings
 from schemas.aggregates import entries_of, values_of
 from schemas.codec import encode_record, key_of
 from schemas.events import QUOTAS

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from meter.workload import Drive, Workload, generate_lines
 from schemas.codec import encode_event, topic_of
 from schemas.events import AlertSettingsEvent, PlanEvent, TopupEvent
@@ -389,7 +389,7 @@ def split_plans(records: Sequence[tuple[str, bytes, bytes]]
 
 def wait_plans_applied(settings: Settings, proc: subprocess.Popen[bytes],
                        timeout_s: float = 120.0) -> None:
-    from meter.topic_reader import end_offsets
+    from groundwork.kafka import end_offsets
     from tests.streams.harness import committed
 
     group = settings.topic_prefix + settings.worker_id

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from streams.core.quotas import ThresholdCrossing as Crossing
 from tests.alerting.kafka_helpers import publish_crossings
 from tests.faults.alert_support import (

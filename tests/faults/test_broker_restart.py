@@ -16,8 +16,8 @@ import pytest
 
 from deploy import kafka_local
 from deploy.topics import create_topics
-from meter.ports import free_port
-from meter.topic_reader import end_offsets
+from groundwork.kafka import end_offsets
+from groundwork.ports import free_port
 from streams.worker import INPUT_TOPICS
 from tests.faults.support import (
     compare,

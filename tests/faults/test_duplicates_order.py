@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from tests.faults.support import (
     compare,
     expected_of,

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meter.settings import load_settings
+from groundwork.settings import load_settings
 from schemas.codec import encode_record
 from schemas.jsonl import parse_line
 from streams.api import create_api

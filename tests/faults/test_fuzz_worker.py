@@ -31,8 +31,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from meter.ports import free_port
-from meter.settings import Settings
+from groundwork.ports import free_port
+from groundwork.settings import Settings
 from schemas.codec import (
     decode_event,
     decode_record,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from meter.partitioning import partition_for
-from meter.settings import Settings
-from meter.topic_reader import end_offsets
+from groundwork.kafka import end_offsets
+from groundwork.partitioning import partition_for
+from groundwork.settings import Settings
 from schemas.codec import decode_record, encode_event, topic_of
 from schemas.jsonl import parse_line
 from streams.worker import INPUT_TOPICS

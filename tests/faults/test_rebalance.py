@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from meter.settings import Settings
-from meter.topic_reader import end_offsets
+from groundwork.kafka import end_offsets
+from groundwork.settings import Settings
 from streams.worker import INPUT_TOPICS
 from tests.faults.support import (
     PacedProducer,

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from meter.ports import free_port
-from meter.settings import Settings
+from groundwork.ports import free_port
+from groundwork.settings import Settings
 from tests.faults.sink_support import (
     KillCheck,
     Landed,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from tests.faults.support import (
     PacedProducer,
     Record,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from meter.settings import Settings
-from meter.topic_reader import end_offsets
+from groundwork.kafka import end_offsets
+from groundwork.settings import Settings
 from streams.processor import CHANGELOGS
 from streams.worker import INPUT_TOPICS, OUTPUT_TOPICS
 from tests.faults.support import (

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from meter.ports import free_port_pair
-from meter.settings import Settings, load_settings
-from meter.topic_reader import end_offsets
+from groundwork.kafka import end_offsets
+from groundwork.ports import free_port_pair
+from groundwork.settings import Settings, load_settings
 from tests.streams.harness import committed
 
 # (base topic, key, value); key None is a record without a key

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from groundwork.errors import UserError
+from groundwork.settings import Settings
 from meter.deadletters import Letter, Selection, decoded_original, parse_since, summarize
-from meter.errors import UserError
-from meter.settings import Settings
 from schemas.codec import encode_event
 from schemas.publisher import Publisher
 from schemas.validation import validate

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from groundwork.ports import free_port, free_port_pair
+from groundwork.processes import alive
+from groundwork.settings import Settings, load_settings
 from meter import supervisor
-from meter.ports import free_port, free_port_pair
-from meter.processes import alive
-from meter.settings import Settings, load_settings
 
 SERVICES = ["worker-1", "worker-2", "api", "alerts", "sink", "dashboard"]
 

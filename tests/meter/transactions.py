@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.codec import encode_record
 from streams.state_view import heartbeat_record
 

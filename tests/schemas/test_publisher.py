@@ -13,7 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.codec import decode_event
 from schemas.events import TokensEvent
 from schemas.publisher import Publisher, PublishError

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from meter.settings import Settings, load_settings
+from groundwork.settings import Settings, load_settings
 from sinks.history import HistoryReader
 from sinks.store import StoreHandle
 from sinks.writer import BatchWriter

@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.aggregates import METRICS_OF, entries_of
 from schemas.codec import encode_record, key_of
 from schemas.registry import default_registry

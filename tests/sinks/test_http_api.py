@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from sinks.history import CycleNotFound
 from sinks.http_api import ReadService, make_server, serve_in_thread
 from sinks.metrics import SinkMetrics

@@ -12,7 +12,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from sinks.history import HistoryReader
 from sinks.records import usage_records
 from sinks.store import StoreHandle

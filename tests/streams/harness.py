@@ -15,12 +15,13 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from meter.ports import free_port
-from meter.settings import Settings
-from meter.topic_reader import committed_offsets, end_offsets, read_all
+from groundwork.kafka import committed_offsets, end_offsets
+from groundwork.ports import free_port
+from groundwork.settings import Settings
 from schemas.aggregates import values_of
 from schemas.codec import encode_event, topic_of
 from schemas.jsonl import parse_line
+from schemas.reading import read_all
 from schemas.validation import InvalidEvent
 from streams.worker import INPUT_TOPICS
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from meter.settings import Settings, load_settings
+from groundwork.settings import Settings, load_settings
 from schemas.codec import encode_record
 from schemas.jsonl import parse_line
 from streams.api import create_api

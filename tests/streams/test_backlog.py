@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from meter.workload import Workload, generate_lines
 from schemas.codec import decode_record
 from streams.core.replay import Replay

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from meter.workload import DRIVABLE, Drive, Workload, generate_lines
 from tests.faults.support import (
     compare,

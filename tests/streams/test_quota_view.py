@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from meter.settings import Settings, StalePolicy
+from groundwork.settings import Settings, StalePolicy
 from schemas.codec import encode_record
 from schemas.events import QUOTAS
 from schemas.jsonl import parse_line

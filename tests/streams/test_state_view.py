@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from streams.state_view import QuotaStateView
 from tests.meter.transactions import TransactionalWriter, state_item
 

@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from meter.settings import Settings
+from groundwork.settings import Settings
 from schemas.codec import encode_record, schema_id_of
 from tests.streams.harness import (
     committed,

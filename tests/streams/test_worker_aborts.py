@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from meter.ports import free_port
-from meter.settings import Settings
+from groundwork.ports import free_port
+from groundwork.settings import Settings
 from streams.processor import Output
 from streams.worker import Worker
 from tests.faults.support import compare, expected_of, fixed_limit_keys, stream_output

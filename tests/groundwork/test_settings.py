@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from meter.settings import Settings, SettingsError, load_settings
+from groundwork.settings import Settings, SettingsError, load_settings
 
 # One wrong value for every setting that can be wrong.
 WRONG: dict[str, str] = {

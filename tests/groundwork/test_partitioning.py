@@ -1,6 +1,6 @@
 """murmur2 matches Kafka's Java implementation on its published test vectors."""
 
-from meter.partitioning import murmur2, partition_for
+from groundwork.partitioning import murmur2, partition_for
 
 
 def test_murmur2_matches_kafka_java_vectors() -> None:

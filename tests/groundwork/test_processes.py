@@ -1,4 +1,4 @@
-"""Background processes by pid (meter/processes.py)."""
+"""Background processes by pid (groundwork/processes.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from meter.processes import alive, terminate_group
+from groundwork.processes import alive, terminate_group
 
 IGNORES_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
 

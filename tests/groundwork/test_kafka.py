@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from meter.settings import Settings
-from meter.topic_reader import read_all, unread_partitions
+from groundwork.kafka import unread_partitions
+from groundwork.settings import Settings
+from schemas.reading import read_all
 from tests.meter.transactions import TransactionalWriter, state_item
 
 pytestmark = pytest.mark.kafka
