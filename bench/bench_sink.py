@@ -283,6 +283,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = [p for p in PARTS if p in args.parts.split(",")]
 
+    started = time.gmtime()  # a run's date is the day it started
     tmp = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     store = StoreHandle(load_settings(data_dir=tmp, chdb_path=tmp / "chdb"))
     results: dict[str, Any] = {}
@@ -336,7 +337,8 @@ def main() -> None:
     out = RESULTS / ("bench_sink.json" if parts == list(PARTS)
                      else f"bench_sink_{'_'.join(parts)}.json")
     out.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d", started),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started), "commit": git_commit(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_average": os.getloadavg()},
         **results,
