@@ -1,13 +1,19 @@
-"""The sink's counters and gauges, rendered in the Prometheus text format (0.0.4)."""
+"""The sink's counters and gauges, exposed through prometheus_client.
+
+The sink keeps its numbers as plain attributes (cheap to bump on the hot path);
+``SinkMetrics`` is also a prometheus_client collector that turns them into metric
+families at scrape time, registered in a registry of its own (not the global one),
+so several services in one process do not collide.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 class SinkMetrics:
@@ -23,6 +29,8 @@ class SinkMetrics:
         self.lag: dict[tuple[str, int], int] = {}
         self.store_ready = False
         self.last_flush_ms = 0
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def wrote(self, table: str, rows: int) -> None:
         with self._lock:
@@ -49,40 +57,42 @@ class SinkMetrics:
         with self._lock:
             self.lag[(topic, partition)] = lag
 
-    def render(self) -> str:
+    def collect(self) -> Iterator[Metric]:
+        """The metric families of a scrape (prometheus_client's collector protocol)."""
         with self._lock:
-            lines = [
-                "# HELP meter_sink_rows_written_total Rows inserted into ClickHouse, per table.",
-                "# TYPE meter_sink_rows_written_total counter",
-            ]
+            rows = CounterMetricFamily("meter_sink_rows_written_total",
+                                       "Rows inserted into ClickHouse, per table.",
+                                       labels=["table"])
             for table, count in sorted(self.rows_written.items()):
-                lines.append(f'meter_sink_rows_written_total{{table="{_escape(table)}"}} {count}')
-            lines += [
-                "# HELP meter_sink_batches_total Batches written and committed.",
-                "# TYPE meter_sink_batches_total counter",
-                f"meter_sink_batches_total {self.batches}",
-                "# HELP meter_sink_insert_retries_total Failed store operations retried.",
-                "# TYPE meter_sink_insert_retries_total counter",
-                f"meter_sink_insert_retries_total {self.insert_retries}",
-                "# HELP meter_sink_undecodable_total Records the sink could not decode.",
-                "# TYPE meter_sink_undecodable_total counter",
-                f"meter_sink_undecodable_total {self.undecodable}",
-                "# HELP meter_sink_commits_refused_total Offset commits the group refused "
-                "(the batch is re-read and rewritten).",
-                "# TYPE meter_sink_commits_refused_total counter",
-                f"meter_sink_commits_refused_total {self.commits_refused}",
-                "# HELP meter_sink_store_ready 1 when the store answered the last operation.",
-                "# TYPE meter_sink_store_ready gauge",
-                f"meter_sink_store_ready {int(self.store_ready)}",
-                "# HELP meter_sink_last_flush_timestamp_ms Wall clock of the last committed batch.",
-                "# TYPE meter_sink_last_flush_timestamp_ms gauge",
-                f"meter_sink_last_flush_timestamp_ms {self.last_flush_ms}",
-                "# HELP meter_sink_consumer_lag Records behind the high watermark, per partition.",
-                "# TYPE meter_sink_consumer_lag gauge",
+                rows.add_metric([table], count)
+            lag = GaugeMetricFamily("meter_sink_consumer_lag",
+                                    "Records behind the high watermark, per partition.",
+                                    labels=["topic", "partition"])
+            for (topic, partition), behind in sorted(self.lag.items()):
+                lag.add_metric([topic, str(partition)], behind)
+            families: list[Metric] = [
+                rows,
+                CounterMetricFamily("meter_sink_batches_total",
+                                    "Batches written and committed.", value=self.batches),
+                CounterMetricFamily("meter_sink_insert_retries_total",
+                                    "Failed store operations retried.",
+                                    value=self.insert_retries),
+                CounterMetricFamily("meter_sink_undecodable_total",
+                                    "Records the sink could not decode.", value=self.undecodable),
+                CounterMetricFamily("meter_sink_commits_refused_total",
+                                    "Offset commits the group refused "
+                                    "(the batch is re-read and rewritten).",
+                                    value=self.commits_refused),
+                GaugeMetricFamily("meter_sink_store_ready",
+                                  "1 when the store answered the last operation.",
+                                  value=int(self.store_ready)),
+                GaugeMetricFamily("meter_sink_last_flush_timestamp_ms",
+                                  "Wall clock of the last committed batch.",
+                                  value=self.last_flush_ms),
+                lag,
             ]
-            for (topic, partition), lag in sorted(self.lag.items()):
-                lines.append(
-                    f'meter_sink_consumer_lag{{topic="{_escape(topic)}",partition="{partition}"}}'
-                    f" {lag}"
-                )
-        return "\n".join(lines) + "\n"
+        yield from families
+
+    def render(self) -> str:
+        """The Prometheus text exposition of this sink's registry."""
+        return generate_latest(self.registry).decode()

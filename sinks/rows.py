@@ -1,8 +1,10 @@
 """Pure row mapping: a decoded record (dict, times as int ms) -> the row tuples of its table.
 
 No I/O here. ``TABLE_OF_TOPIC`` names, for each topic the sink reads, the table, its
-columns (names and ClickHouse types, matching the latest migration in ``ddl``) and
-the function that maps one record to its rows. The sink reads records as their
+columns (names and ClickHouse types, matching the latest migration in ``ddl``), the
+function that maps one record to its rows, and one that appends the same rows to a
+batch kept as columns (the writer's form: clickhouse-connect inserts columns without
+a transpose, and no tuple per row is made; the two always agree). The sink reads records as their
 producer wrote them (``schemas.codec.decode_written``), so a table's function maps a
 record of every registered version of its topic: a ``usage.aggregates`` record of
 version 2 holds many values (one row each, none for an empty ``values``), one of
@@ -17,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from schemas.aggregates import values_of
+from schemas.aggregates import METRICS_OF, values_of
 from schemas.events import QUOTAS
 
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
+Columns = list[list[Any]]  # one list per column of the table, all of the same length
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,12 @@ class TableSpec:
     columns: tuple[str, ...]
     types: tuple[str, ...]
     to_rows: Callable[[Record], Sequence[Row]]
+    # appends the rows of one record to ``Columns`` and returns how many; a record that
+    # does not map raises, possibly with some columns grown (the writer cuts them back)
+    to_columns: Callable[[Record, Columns], int]
+
+    def empty_columns(self) -> Columns:
+        return [[] for _ in self.columns]
 
 
 def ms(value: Any) -> int:
@@ -53,6 +62,18 @@ def one_row(to_row: Callable[[Record], Row]) -> Callable[[Record], Sequence[Row]
     return lambda r: (to_row(r),)
 
 
+def one_row_columns(to_row: Callable[[Record], Row]) -> Callable[[Record, Columns], int]:
+    """The ``to_columns`` of a table whose records are one row each."""
+
+    def append(r: Record, columns: Columns) -> int:
+        row = to_row(r)  # raises before any column grows
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+        return 1
+
+    return append
+
+
 def aggregate_rows(r: Record) -> list[Row]:
     """One row per value: version 2 holds them in ``entries`` (``schemas.aggregates``),
     version 1 carries its one value in the record itself."""
@@ -64,6 +85,58 @@ def aggregate_rows(r: Record) -> list[Row]:
     prices = r.get("prices_version")  # version 3 on; None before
     return [(ws, start, end, plan, dimension, key, metric, value, version, emitted_at, prices)
             for dimension, key, metric, value in values]
+
+
+def aggregate_columns(r: Record, columns: Columns) -> int:
+    """``aggregate_rows`` appended to columns: a record's head repeats over its values and
+    an entry's dimension and key over the entry's, so each column grows by one C-level
+    list operation per record or entry instead of one tuple per value. (The writer calls
+    this once per record, so it is written for speed: ``+=`` of a repeated one-item list
+    is twice as fast as ``extend(repeat(...))``, ``ms`` is called only off its fast path.)"""
+    (c_ws, c_start, c_end, c_plan, c_dimension, c_key, c_metric, c_value, c_version,
+     c_emitted, c_prices) = columns
+    ws, start, end, plan = r["workspace_id"], r["cycle_start"], r["cycle_ends_at"], r.get("plan")
+    version, emitted_at, prices = r["version"], r["emitted_at"], r.get("prices_version")
+    if type(start) is not int:
+        start = ms(start)
+    if type(end) is not int:
+        end = ms(end)
+    if type(emitted_at) is not int:
+        emitted_at = ms(emitted_at)
+    if "entries" in r:
+        count = 0
+        for entry in r["entries"]:
+            dimension, values = entry["dimension"], entry["values"]
+            metrics = METRICS_OF.get(dimension, ())
+            # cut to the same length, as values_of's zip does
+            n = len(values)
+            if n > len(metrics):
+                n = len(metrics)
+                values = values[:n]
+            elif n < len(metrics):
+                metrics = metrics[:n]
+            if n:
+                c_dimension += [dimension] * n
+                c_key += [entry["key"]] * n
+                c_metric += metrics
+                c_value += values
+                count += n
+        if not count:
+            return 0
+    else:
+        c_dimension.append(r["dimension"])
+        c_key.append(r["key"])
+        c_metric.append(r["metric"])
+        c_value.append(r["value"])
+        count = 1
+    c_ws += [ws] * count
+    c_start += [start] * count
+    c_end += [end] * count
+    c_plan += [plan] * count
+    c_version += [version] * count
+    c_emitted += [emitted_at] * count
+    c_prices += [prices] * count
+    return count
 
 
 def crossing_row(r: Record) -> Row:
@@ -82,6 +155,16 @@ def crossing_rows(r: Record) -> Sequence[Row]:
     if r.get("kind", "threshold") != "threshold":
         return ()
     return (crossing_row(r),)
+
+
+_crossing_columns = one_row_columns(crossing_row)
+
+
+def crossing_columns(r: Record, columns: Columns) -> int:
+    """``crossing_rows`` appended to columns (rows added: 0 for a forecast alert)."""
+    if r.get("kind", "threshold") != "threshold":
+        return 0
+    return _crossing_columns(r, columns)
 
 
 def delivery_row(r: Record) -> Row:
@@ -124,6 +207,7 @@ AGGREGATES: Final = TableSpec(
     ("String", _DT, _DT, "Nullable(String)", "LowCardinality(String)", "String",
      "LowCardinality(String)", "Nullable(Int64)", "UInt64", _DT, "Nullable(String)"),
     aggregate_rows,
+    aggregate_columns,
 )
 CROSSINGS: Final = TableSpec(
     "threshold_crossings",
@@ -132,6 +216,7 @@ CROSSINGS: Final = TableSpec(
     ("String", "String", "LowCardinality(String)", "UInt8", "UInt32", "Bool", "Int64", "Int64",
      _DT, _DT, _DT, "String", "LowCardinality(String)"),
     crossing_rows,
+    crossing_columns,
 )
 DELIVERIES: Final = TableSpec(
     "alert_deliveries",
@@ -140,6 +225,7 @@ DELIVERIES: Final = TableSpec(
     ("String", "String", "String", "LowCardinality(String)", "LowCardinality(String)", "UInt32",
      "Nullable(String)", "Nullable(String)", "LowCardinality(String)", "UInt8", _DT),
     one_row(delivery_row),
+    one_row_columns(delivery_row),
 )
 DEADLETTERS: Final = TableSpec(
     "dead_letters",
@@ -147,6 +233,7 @@ DEADLETTERS: Final = TableSpec(
     ("LowCardinality(String)", "Int32", "Int64", "LowCardinality(String)", "String", "String",
      _DT),
     one_row(deadletter_row),
+    one_row_columns(deadletter_row),
 )
 PLANS: Final = TableSpec(
     "plans",
@@ -155,6 +242,7 @@ PLANS: Final = TableSpec(
     ("String", "String", _DT, "String", _DT, "String", *("Nullable(Int64)" for _ in QUOTAS),
      "Array(String)"),
     one_row(plan_row),
+    one_row_columns(plan_row),
 )
 
 # DESIGN.md base topic name (no topic_prefix) -> where its records go.

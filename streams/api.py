@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal
 
@@ -20,6 +20,14 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -115,22 +123,37 @@ BATCH_REQUEST_SCHEMA: dict[str, Any] = {
         "items": {}}}}
 
 
-class ApiMetrics:
-    def __init__(self) -> None:
+class ApiMetrics(Collector):
+    """Requests by route and status and their time, bumped per request as plain numbers;
+    a prometheus_client collector over them and the view, in a registry of its own."""
+
+    def __init__(self, view: QuotaStateView) -> None:
+        self.view = view
         self.requests: dict[tuple[str, int], int] = {}
         self.latency_sum_s = 0.0
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
-    def render(self, view: QuotaStateView) -> str:
-        lines = ["# HELP meter_api_requests_total Requests answered, by route and status",
-                 "# TYPE meter_api_requests_total counter"]
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("meter_api_requests_total",
+                                       "Requests answered, by route and status",
+                                       labels=["route", "status"])
         for (route, status), n in sorted(self.requests.items()):
-            lines.append(f'meter_api_requests_total{{route="{route}",status="{status}"}} {n}')
-        lines += ["# TYPE meter_api_request_seconds_sum counter",
-                  f"meter_api_request_seconds_sum {self.latency_sum_s:.6f}",
-                  "# TYPE meter_api_workspaces gauge", f"meter_api_workspaces {len(view)}",
-                  "# TYPE meter_api_view_newest_ms gauge",
-                  f"meter_api_view_newest_ms {view.newest_seen_ms}"]
-        return "\n".join(lines) + "\n"
+            requests.add_metric([route, str(status)], n)
+        yield requests
+        # a summary keeps the sample's name, meter_api_request_seconds_sum, and adds _count
+        yield SummaryMetricFamily("meter_api_request_seconds", "Time answering requests",
+                                  count_value=sum(self.requests.values()),
+                                  sum_value=self.latency_sum_s)
+        yield GaugeMetricFamily("meter_api_workspaces", "Workspaces in the view",
+                                value=len(self.view))
+        yield GaugeMetricFamily("meter_api_view_newest_ms",
+                                "Newest quota.state record or heartbeat seen (ms)",
+                                value=self.view.newest_seen_ms)
+
+    def render(self) -> str:
+        """The Prometheus text exposition of this API's registry."""
+        return generate_latest(self.registry).decode()
 
 
 class AuthAndMetrics:
@@ -233,7 +256,7 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
     state_view = view if view is not None else QuotaStateView(settings)
     quota_view = QuotaView(settings, state_view=state_view, clock_ms=clock_ms)
     token = settings.api_token.get_secret_value().encode() if settings.api_token else None
-    metrics = ApiMetrics()
+    metrics = ApiMetrics(state_view)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
@@ -309,7 +332,7 @@ def create_api(settings: Settings, view: QuotaStateView | None = None,
 
     @api.get("/metrics", include_in_schema=False)
     async def metrics_page() -> Response:
-        return PlainTextResponse(metrics.render(state_view))
+        return PlainTextResponse(metrics.render())
 
     return api
 

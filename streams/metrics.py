@@ -1,10 +1,21 @@
-"""The worker's counters and gauges, rendered in the Prometheus text format."""
+"""The worker's counters and gauges, exposed through prometheus_client.
+
+The worker bumps plain attributes (cheap on the hot path); ``WorkerMetrics`` is also a
+prometheus_client collector that turns them into metric families at scrape time, in a
+registry of its own (not the global one), so several services in one process do not
+collide.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from streams.heap import FullCollections
 
@@ -46,6 +57,7 @@ class WorkerMetrics:
     lag: dict[str, int] = field(default_factory=dict)
     lso_gap: dict[str, int] = field(default_factory=dict)
     gc: FullCollections = field(default_factory=FullCollections)
+    registry: CollectorRegistry = field(init=False, repr=False, compare=False)
 
     _HELP: ClassVar[dict[str, str]] = {
         "processed": "Events applied to the metering core",
@@ -70,6 +82,10 @@ class WorkerMetrics:
         "lag": "consumer_lag Records behind the last stable offset, per input partition",
         "lso_gap": "lso_gap High watermark minus last stable offset (open transactions)",
     }
+
+    def __post_init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Families(self))
 
     def add(self, counts: BatchCounts) -> None:
         """A committed batch's counts."""
@@ -104,31 +120,39 @@ class WorkerMetrics:
         self.lag, self.lso_gap = lag, gap
         return stable
 
-    def render(self, prefix: str = "meter_worker") -> str:
-        lines = []
+    def collect(self) -> Iterator[Metric]:
+        """The metric families of a scrape (prometheus_client's collector protocol)."""
+        prefix = "meter_worker"
         for name, help_text in self._HELP.items():
-            full = f"{prefix}_{name}_total"
-            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} counter",
-                      f"{full} {getattr(self, name)}"]
+            yield CounterMetricFamily(f"{prefix}_{name}_total", help_text,
+                                      value=getattr(self, name))
         for name, help_text in self._GAUGES.items():
-            full = f"{prefix}_{name}"
-            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge",
-                      f"{full} {getattr(self, name)}"]
-        lines += [f"# HELP {prefix}_gc_full_collections_total Full (generation 2) "
-                  "garbage collections",
-                  f"# TYPE {prefix}_gc_full_collections_total counter",
-                  f"{prefix}_gc_full_collections_total {self.gc.count}",
-                  f"# HELP {prefix}_gc_full_pause_seconds_total Time stopped in them",
-                  f"# TYPE {prefix}_gc_full_pause_seconds_total counter",
-                  f"{prefix}_gc_full_pause_seconds_total {self.gc.seconds:.6f}",
-                  f"# HELP {prefix}_gc_full_pause_max_seconds The longest of them",
-                  f"# TYPE {prefix}_gc_full_pause_max_seconds gauge",
-                  f"{prefix}_gc_full_pause_max_seconds {self.gc.max_seconds:.6f}"]
+            yield GaugeMetricFamily(f"{prefix}_{name}", help_text, value=getattr(self, name))
+        yield CounterMetricFamily(f"{prefix}_gc_full_collections_total",
+                                  "Full (generation 2) garbage collections", value=self.gc.count)
+        yield CounterMetricFamily(f"{prefix}_gc_full_pause_seconds_total",
+                                  "Time stopped in them", value=self.gc.seconds)
+        yield GaugeMetricFamily(f"{prefix}_gc_full_pause_max_seconds", "The longest of them",
+                                value=self.gc.max_seconds)
         for attr, text in self._LABELLED.items():
             metric, _, help_text = text.partition(" ")
-            full = f"{prefix}_{metric}"
-            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge"]
+            family = GaugeMetricFamily(f"{prefix}_{metric}", help_text,
+                                       labels=["topic", "partition"])
             for tp, value in sorted(getattr(self, attr).items()):
                 topic, _, partition = tp.rpartition(":")
-                lines.append(f'{full}{{topic="{topic}",partition="{partition}"}} {value}')
-        return "\n".join(lines) + "\n"
+                family.add_metric([topic, partition], value)
+            yield family
+
+    def render(self) -> str:
+        """The Prometheus text exposition of this worker's registry."""
+        return generate_latest(self.registry).decode()
+
+
+class _Families(Collector):
+    """Registers a ``WorkerMetrics`` (a dataclass, so unhashable) with its registry."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics.collect()

@@ -1,7 +1,10 @@
 """Row mapping: a record of every registered version of a sink topic, read as written,
-becomes rows of its table (one per value of a usage.aggregates record)."""
+becomes rows of its table (one per value of a usage.aggregates record); appended as
+columns (the writer's form) it gives the same rows."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,7 +13,7 @@ from schemas.aggregates import METRICS_OF
 from schemas.codec import decode_written, strip_logical_types
 from schemas.events import QUOTAS
 from schemas.registry import default_registry
-from sinks.rows import AGGREGATES, CROSSINGS, SINK_TOPICS, TABLE_OF_TOPIC
+from sinks.rows import AGGREGATES, CROSSINGS, SINK_TOPICS, TABLE_OF_TOPIC, Columns, TableSpec
 from tests.schemas.strategies import avro_values
 from tests.schemas.test_evolution import write_with
 
@@ -35,6 +38,18 @@ def test_every_registered_version_of_every_sink_topic_maps_to_rows(data: st.Data
                         else int(written.get("kind", "threshold") == "threshold"))
             assert len(rows) == expected
             assert all(len(row) == len(spec.columns) for row in rows)
+            assert as_rows(columns_of(spec, [written, written])) == [*rows, *rows]
+
+
+def columns_of(spec: TableSpec, records: list[dict[str, Any]]) -> Columns:
+    columns = spec.empty_columns()
+    added = sum(spec.to_columns(record, columns) for record in records)
+    assert {len(column) for column in columns} == {added}
+    return columns
+
+
+def as_rows(columns: Columns) -> list[tuple[Any, ...]]:
+    return list(zip(*columns, strict=True))
 
 
 def test_a_forecast_alert_is_not_stored_as_a_threshold_crossing() -> None:
@@ -47,6 +62,7 @@ def test_a_forecast_alert_is_not_stored_as_a_threshold_crossing() -> None:
     forecast = {**crossing, "alert_id": "w1/2025-01-01T00:00:00Z/ai_tokens/forecast",
                 "current": 10, "enforcement": "allow", "kind": "forecast", "forecast_at": 1_900}
     assert CROSSINGS.to_rows(forecast) == ()
+    assert as_rows(columns_of(CROSSINGS, [crossing, forecast])) == list(CROSSINGS.to_rows(crossing))
 
 
 def test_an_aggregates_record_of_each_version_gives_its_rows() -> None:
@@ -71,3 +87,18 @@ def test_an_aggregates_record_of_each_version_gives_its_rows() -> None:
          "genai-prices 0.2.5"),
         ("w1", 1_000, 2_000, None, "totals", "", "unpriced_tokens", 5, 5, 1_500,
          "genai-prices 0.2.5")]
+
+
+def test_an_aggregates_record_appended_as_columns_gives_the_same_rows() -> None:
+    one = {**HEAD, "dimension": "totals", "key": "", "metric": "ai_tokens", "value": 7}
+    many = {**HEAD, "cycle_start": "2025-04-01T00:00:00Z", "prices_version": "p1", "entries": [
+        {"dimension": "limits", "key": "", "values": [2, None, 9, None, 60, 100]},
+        {"dimension": "unknown", "key": "x", "values": [1, 2]},  # names nothing
+        {"dimension": "member", "key": "m1", "values": [1, 2, 3, 4, 5, 6, 7]},  # newer writer
+        {"dimension": "model", "key": "openai/gpt-4o", "values": [3]},  # older writer
+        {"dimension": "skill", "key": "s1", "values": []}]}
+    empty = {**HEAD, "entries": []}
+    records = [one, many, empty, one]
+    expected = [row for record in records for row in AGGREGATES.to_rows(record)]
+    assert len(expected) == 1 + 6 + 5 + 1 + 1
+    assert as_rows(columns_of(AGGREGATES, records)) == expected

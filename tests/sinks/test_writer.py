@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clickhouse_connect.driver.client import Client
 
 from groundwork.settings import Settings
@@ -70,6 +71,21 @@ def test_a_record_without_entries_writes_no_row_and_its_offset_is_committed(
     assert writer.pending == 0
     assert writer.flush() == [Position("t.agg", 1, 10)]
     assert client.query("SELECT count() FROM meter.usage_snapshots").result_rows == [(0,)]
+
+
+def test_a_record_that_fails_to_map_halfway_leaves_no_part_of_a_row(
+        writer: BatchWriter, client: Client) -> None:
+    writer.add("usage.aggregates", aggregate("ai_tokens", 10, 1))
+    broken = {**aggregate("commands", 0, 2), "entries": [
+        {"dimension": "totals", "key": "", "values": [11, 0, 0, 0, 0, 0, 5]},
+        {"dimension": "member", "key": "m1"}]}  # no values: fails after the first entry
+    with pytest.raises(KeyError):
+        writer.add("usage.aggregates", broken)
+    writer.add("usage.aggregates", aggregate("commands", 2, 3))
+    assert writer.pending == 2
+    writer.flush()
+    assert totals(client) == {"ai_tokens": 10, "commands": 2}
+    assert client.query("SELECT count() FROM meter.usage_snapshots").result_rows == [(2,)]
 
 
 def test_the_same_batch_written_twice_changes_no_number(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from prometheus_client import REGISTRY, generate_latest
+
 from streams.metrics import WorkerMetrics
 
 
@@ -12,13 +14,22 @@ def test_counters_gauges_and_lag_render_in_prometheus_text() -> None:
                             store_keys=7, lag={"t.usage.tokens:1": 12},
                             lso_gap={"t.usage.tokens:1": 2})
     text = metrics.render()
-    assert "# TYPE meter_worker_processed_total counter\nmeter_worker_processed_total 5\n" in text
-    assert "meter_worker_fence_violations_total 1\n" in text
-    assert "# TYPE meter_worker_workspaces_cached gauge\nmeter_worker_workspaces_cached 3\n" in text
-    assert "# TYPE meter_worker_store_keys gauge\nmeter_worker_store_keys 7\n" in text
-    assert 'meter_worker_consumer_lag{topic="t.usage.tokens",partition="1"} 12\n' in text
-    assert 'meter_worker_lso_gap{topic="t.usage.tokens",partition="1"} 2\n' in text
+    # prometheus_client writes values as floats and labels in name order
+    assert "# TYPE meter_worker_processed_total counter\nmeter_worker_processed_total 5.0\n" in text
+    assert "meter_worker_fence_violations_total 1.0\n" in text
+    assert ("# TYPE meter_worker_workspaces_cached gauge\nmeter_worker_workspaces_cached 3.0\n"
+            in text)
+    assert "# TYPE meter_worker_store_keys gauge\nmeter_worker_store_keys 7.0\n" in text
+    assert 'meter_worker_consumer_lag{partition="1",topic="t.usage.tokens"} 12.0\n' in text
+    assert 'meter_worker_lso_gap{partition="1",topic="t.usage.tokens"} 2.0\n' in text
     assert "workspaces_cached_total" not in text  # gauges are not counters
+
+
+def test_each_worker_renders_its_own_registry_and_none_writes_to_the_global_one() -> None:
+    first, second = WorkerMetrics(processed=5), WorkerMetrics(processed=9)
+    assert "meter_worker_processed_total 5.0\n" in first.render()
+    assert "meter_worker_processed_total 9.0\n" in second.render()
+    assert "meter_worker" not in generate_latest(REGISTRY).decode()
 
 
 def test_lag_and_open_transaction_gap_come_from_librdkafka_statistics() -> None:

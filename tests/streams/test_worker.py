@@ -197,7 +197,7 @@ def test_quota_state_and_worker_metrics_after_a_run(
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
     assert ready.status_code == 200
     assert "meter_worker_crossings_total 3" in metrics
-    assert 'meter_worker_consumer_lag{topic="' in metrics
+    assert 'meter_worker_consumer_lag{partition="' in metrics  # labels in name order
     latest: dict[str, dict[str, Any]] = {}
     for _, record in read_topic(meter_settings, "quota.state"):
         if record["workspace_id"]:  # heartbeats have none
