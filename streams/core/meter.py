@@ -63,6 +63,8 @@ from streams.core.dedup import (
 from streams.core.enforcement import decide
 from streams.core.pricing import PRICER, Pricer
 from streams.core.quotas import (
+    ALL_QUOTAS,
+    GAUGE_QUOTAS,
     NO_PLAN,
     Q_AI_TOKENS,
     Q_API_CYCLE,
@@ -71,6 +73,7 @@ from streams.core.quotas import (
     Q_SCHEDULE_RUNS,
     Q_STORAGE,
     QUOTA_INDEX,
+    USED_FIELD,
     PlanTerms,
     PruneRequest,
     ThresholdCrossing,
@@ -87,7 +90,6 @@ from streams.core.usage import (
 )
 
 STATE_FORMAT: Final = 1
-ALL_QUOTAS: Final = (0, 1, 2, 3, 4, 5)
 _CATEGORY: Final = {name: i for i, name in enumerate(STORAGE_CATEGORIES)}
 
 
@@ -256,16 +258,10 @@ class WorkspaceMeter:
     # ------------------------------------------------------------------ quotas (S9)
 
     def _used(self, c: CycleUsage, q: int, t: int) -> int:
-        if q == Q_AI_TOKENS:
-            return c.ai_tokens
-        if q == Q_SCHEDULE_RUNS:
-            return c.schedule_runs
-        if q == Q_API_CYCLE:
-            return c.api_requests
-        if q == Q_MACHINES:
-            return c.machines_gauge
-        if q == Q_STORAGE:
-            return c.storage_gauge
+        field = USED_FIELD[q]  # schemas.quotas: the cycle's attribute, None per minute
+        if field is not None:
+            used: int = getattr(c, field)
+            return used
         # S12: on plan, top-up and new-cycle evaluations, the count of the event's minute.
         return self._minute_count(t // MINUTE_MS)
 
@@ -298,7 +294,7 @@ class WorkspaceMeter:
                     used = self._used(cycle, q, t)
                 arms.evaluate(q, used, cycle.limit(q), self.workspace_id, cycle.start,
                               cycle.end, t, event.event_id, out)
-            quotas = tuple(q for q in quotas if q in (Q_MACHINES, Q_STORAGE))
+            quotas = tuple(q for q in quotas if q in GAUGE_QUOTAS)
         if not out:
             return COUNTED
         prunes = tuple(

@@ -27,6 +27,7 @@ from meter.workload import Drive, Workload, generate_lines
 from schemas.codec import encode_event, topic_of
 from schemas.events import AlertSettingsEvent, PlanEvent, TopupEvent
 from schemas.jsonl import parse_line
+from schemas.quotas import CYCLE_COUNTER_NAMES
 from schemas.validation import InvalidEvent
 from streams.core.replay import Replay
 from tests.streams.harness import (
@@ -37,7 +38,7 @@ from tests.streams.harness import (
     read_topic,
 )
 
-COUNTER_QUOTAS = ("ai_tokens", "schedule_runs", "api_requests_per_cycle")
+COUNTER_QUOTAS = CYCLE_COUNTER_NAMES
 DRIVES = (Drive("w0001", "ai_tokens"), Drive("w0002", "schedule_runs"),
           Drive("w0003", "api_requests_per_cycle"), Drive("w0004", "storage_bytes"))
 

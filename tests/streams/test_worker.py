@@ -21,6 +21,7 @@ import pytest
 
 from meter.settings import Settings
 from schemas.codec import encode_record, schema_id_of
+from schemas.quotas import CYCLE_COUNTER_NAMES
 from tests.streams.harness import (
     committed,
     differences,
@@ -43,7 +44,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 # totals cannot depend on the order across topics (S1). anchor_jan31_clamp spans five.
 SAME_OR_ADJACENT_CYCLE_CASES = ("boundary_80", "jump_70_to_101", "rearm_topup",
                                 "breakdowns_no_plan", "duplicates", "invalid_events")
-COUNTER_QUOTAS = ("ai_tokens", "schedule_runs", "api_requests_per_cycle")
+COUNTER_QUOTAS = CYCLE_COUNTER_NAMES
 
 
 def _case_lines(acceptance_dir: Path, cases: tuple[str, ...]) -> list[bytes]:
