@@ -40,6 +40,8 @@ class WorkerMetrics:
     workspaces_cached: int = 0  # gauge: workspaces held decoded in memory
     store_keys: int = 0  # gauge: RocksDB's estimate of the local store's keys
     queued: int = 0  # gauge: records waiting for event-time alignment
+    # gauge: the input partitions this worker owns and serves (assigned and restored)
+    owned_partitions: list[int] = field(default_factory=list)
     # "topic:partition" -> records not yet handed to the worker (last stable offset -
     # position), and
     # the gap between high watermark and last stable offset (an open transaction)
@@ -124,6 +126,10 @@ class WorkerMetrics:
                   f"# HELP {prefix}_gc_full_pause_max_seconds The longest of them",
                   f"# TYPE {prefix}_gc_full_pause_max_seconds gauge",
                   f"{prefix}_gc_full_pause_max_seconds {self.gc.max_seconds:.6f}"]
+        full = f"{prefix}_partition_owned"
+        lines += [f"# HELP {full} 1 for each input partition this worker owns and serves",
+                  f"# TYPE {full} gauge"]
+        lines += [f'{full}{{partition="{p}"}} 1' for p in self.owned_partitions]
         for attr, text in self._LABELLED.items():
             metric, _, help_text = text.partition(" ")
             full = f"{prefix}_{metric}"

@@ -21,6 +21,7 @@ from meter.ports import free_port_pair
 from meter.settings import Settings, load_settings
 from meter.topic_reader import end_offsets
 from tests.streams.harness import committed
+from tests.waiting import wait_until
 
 # (base topic, key, value); key None is a record without a key
 RawRecord = tuple[str, bytes | None, bytes]
@@ -115,17 +116,16 @@ def wait_committed(settings: Settings, topics: list[str] | tuple[str, ...],
     """Until the worker group's committed offsets reach the end of ``topics`` (like
     ``tests.streams.harness.wait_caught_up``, which gives up on the first broker error)."""
     group = settings.topic_prefix + settings.worker_id
-    deadline = time.monotonic() + timeout_s
     ends = end_offsets(settings, topics)
     last: dict[tuple[str, int], int] | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the worker exited with {proc.returncode} waiting for {what}")
+
+    def reached() -> bool:
+        nonlocal last
         last = committed_now(settings, group, ends)
-        if last is not None and all(last.get(k, -1) >= v for k, v in ends.items() if v > 0):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"gave up waiting for {what}: committed {last}, ends {ends}")
+        return last is not None and all(last.get(k, -1) >= v for k, v in ends.items() if v > 0)
+
+    wait_until(reached, lambda: f"{what}: committed {last}, ends {ends}", timeout_s,
+               proc=proc, poll_s=0.5)
 
 
 # --- a dedicated broker ---------------------------------------------------------------------

@@ -21,6 +21,18 @@ def test_counters_gauges_and_lag_render_in_prometheus_text() -> None:
     assert "workspaces_cached_total" not in text  # gauges are not counters
 
 
+def test_owned_partitions_render_one_sample_each() -> None:
+    text = WorkerMetrics(owned_partitions=[0, 2]).render()
+    assert "# TYPE meter_worker_partition_owned gauge\n" in text
+    samples = [line for line in text.splitlines()
+               if line.startswith("meter_worker_partition_owned{")]
+    assert samples == [
+        'meter_worker_partition_owned{partition="0"} 1',
+        'meter_worker_partition_owned{partition="2"} 1',
+    ]
+    assert "meter_worker_partition_owned{" not in WorkerMetrics().render()
+
+
 def test_lag_and_open_transaction_gap_come_from_librdkafka_statistics() -> None:
     def partition(app: int, nxt: int, hi: int, ls: int) -> dict[str, object]:
         return {"fetch_state": "active", "app_offset": app, "next_offset": nxt,

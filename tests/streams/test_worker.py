@@ -153,6 +153,10 @@ def test_quota_state_and_worker_metrics_after_a_run(
     assert ready.status_code == 200
     assert "meter_worker_crossings_total 3" in metrics
     assert 'meter_worker_consumer_lag{topic="' in metrics
+    owned = [line for line in metrics.splitlines()
+             if line.startswith("meter_worker_partition_owned{")]
+    assert owned == [f'meter_worker_partition_owned{{partition="{p}"}} 1'
+                     for p in range(meter_settings.kafka_partitions)]  # the only worker
     latest: dict[str, dict[str, Any]] = {}
     for _, record in read_topic(meter_settings, "quota.state"):
         if record["workspace_id"]:  # heartbeats have none
