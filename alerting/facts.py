@@ -9,27 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
+from schemas.quotas import QUOTA_SPECS, SPEC_OF
 from streams.core.quotas import KIND_FORECAST
 from streams.core.quotas import ThresholdCrossing as Crossing
 
-QUOTA_LABELS: Final[dict[str, str]] = {
-    "machines": "Registered machines",
-    "ai_tokens": "AI tokens",
-    "storage_bytes": "Storage",
-    "schedule_runs": "Schedule runs",
-    "api_requests_per_minute": "API requests per minute",
-    "api_requests_per_cycle": "API requests this cycle",
-}
-
-# S11: what each quota's check answers once usage would pass the limit.
-DECISION_AT_LIMIT: Final[dict[str, str]] = {
-    "machines": "reject",
-    "ai_tokens": "reject",
-    "api_requests_per_cycle": "reject",
-    "schedule_runs": "queue",
-    "api_requests_per_minute": "throttle",
-    "storage_bytes": "prune",
-}
+QUOTA_LABELS: Final[dict[str, str]] = {s.name: s.label for s in QUOTA_SPECS}
 
 _AT_LIMIT: Final[dict[str, str]] = {
     "machines": "New machine registrations are rejected; machines already registered keep "
@@ -55,6 +39,7 @@ _REDUCE: Final[dict[str, str]] = {
 }
 
 _RAISE_TOPUP: Final = "buy a top-up for this cycle or move to a plan with a higher limit"
+# for a quota without top-ups (schemas.quotas): the per-minute rate
 _RAISE_PLAN_ONLY: Final = "move to a plan with a higher limit (per-minute limits have no top-ups)"
 
 _BYTE_UNITS: Final = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
@@ -141,7 +126,8 @@ def facts_of(crossing: Crossing, *, prune_target_ratio: float = 0.9) -> AlertFac
     ends = format_time_human(crossing.cycle_ends_at)
     at_limit = _AT_LIMIT.get(quota, "The quota's limit is enforced.").format(
         ends=ends, target=round(prune_target_ratio * 100))
-    raise_how = _RAISE_PLAN_ONLY if quota == "api_requests_per_minute" else _RAISE_TOPUP
+    spec = SPEC_OF.get(quota)
+    raise_how = _RAISE_PLAN_ONLY if spec is not None and not spec.topups else _RAISE_TOPUP
     forecast = day = None
     if crossing.kind == KIND_FORECAST and crossing.forecast_at is not None:
         day = format_day(crossing.forecast_at)

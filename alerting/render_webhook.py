@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from alerting.facts import DECISION_AT_LIMIT, format_time, percent_of
+from alerting.facts import format_time, percent_of
+from schemas.quotas import DECISION_AT_LIMIT
 from streams.core.quotas import KIND_FORECAST
 from streams.core.quotas import ThresholdCrossing as Crossing
 

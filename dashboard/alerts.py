@@ -1,7 +1,8 @@
 """The alert timeline (pure): each threshold crossing with its outcome per channel.
 
 Inputs are records in the shapes of ``quota.thresholds`` and ``alerting.deliveries``
-(TEAM_BRIEF.md; times as int ms or ``YYYY-MM-DDTHH:MM:SSZ``). A channel's outcome is
+(DESIGN.md, "Outputs"; ``schemas/*.avsc``; times as int ms or
+``YYYY-MM-DDTHH:MM:SSZ``). A channel's outcome is
 its final record (delivered, failed, muted, superseded: the latest of them), else the
 latest in-flight one (attempted, retrying: shown as "sending"/"retrying").
 """

@@ -1,6 +1,8 @@
 """Dead letters (``usage.deadletter``): what could not be processed, with its original bytes.
 
-Every consumer of event topics does the same thing with a bad record, so it is here:
+The stream worker (the one consumer of event topics) builds its dead letters with
+``deadletter_record`` inside its batch's transaction (``streams.processor``). A consumer
+of event topics outside a transaction would use the helper that never raises:
 
     outcome = decode_or_dead_letter(value, source_topic=msg.topic, partition=msg.partition,
                                     offset=msg.offset, key=msg.key)
@@ -9,8 +11,7 @@ Every consumer of event topics does the same thing with a bad record, so it is h
     else:
         process(outcome)
 
-The worker also dead-letters events the core refuses (``cycle_closed``) with
-``dead_letter(...)``.
+and ``dead_letter(...)`` for a refusal of its own.
 """
 
 from __future__ import annotations

@@ -15,15 +15,10 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-# The six quota names, in the order S12 lists crossings of one event.
-QUOTAS: Final = (
-    "machines",
-    "ai_tokens",
-    "storage_bytes",
-    "schedule_runs",
-    "api_requests_per_minute",
-    "api_requests_per_cycle",
-)
+from schemas.quotas import QUOTA_NAMES
+
+# The six quota names (``schemas.quotas``), in the order S12 lists crossings of one event.
+QUOTAS: Final = QUOTA_NAMES
 THRESHOLDS: Final = (80, 95, 100)
 
 SURFACES: Final = ("chat", "agent", "skill", "schedule")
@@ -33,7 +28,7 @@ MACHINE_ACTIONS: Final = ("registered", "removed")
 
 
 class Limits(NamedTuple):
-    """A plan's limits; ``None`` is unlimited. Field order is ``QUOTAS``."""
+    """A plan's limits; ``None`` is unlimited. Field order is ``QUOTAS`` (a test holds it)."""
 
     machines: int | None = None
     ai_tokens: int | None = None

@@ -25,10 +25,11 @@ from schemas.aggregates import (
     TOTAL_METRICS,
 )
 from schemas.events import QUOTAS
+from schemas.quotas import GAUGE_NAMES
 from sinks.schedule import CycleBounds, PlanRecord, cycles_between, plan_in_force
 
 TOTALS: Final = TOTAL_METRICS
-GAUGES: Final = ("machines", "storage_bytes")
+GAUGES: Final = GAUGE_NAMES
 # usage.aggregates dimension -> (usage.json key, metrics in order)
 BREAKDOWNS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "machine": ("machines", MACHINE_METRICS),

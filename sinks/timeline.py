@@ -3,8 +3,8 @@
 Parameterized only (``{ws:String}``); tables are those of ``sinks.ddl``
 (``usage_snapshots``, ``threshold_crossings``, ``alert_deliveries``), read with
 ``FINAL`` where ReplacingMergeTree dedupes by the data. Rows come back as dicts in
-the record shapes of TEAM_BRIEF.md (``quota.thresholds``, ``alerting.deliveries``),
-times as int ms.
+the record shapes of ``quota.thresholds`` and ``alerting.deliveries`` (DESIGN.md,
+"Outputs"; ``schemas/*.avsc``), times as int ms.
 """
 
 from __future__ import annotations

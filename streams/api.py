@@ -33,17 +33,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from groundwork.settings import Settings, get_settings
-from schemas.events import QUOTAS
+from schemas.quotas import QuotaName
 from streams.check_routes import MAX_AMOUNT, MAX_BATCH, MAX_BODY_BYTES, answer_batch, answer_check
 from streams.heap import HeapPolicy
 from streams.quota_view import QuotaView, UnknownWorkspace, wall_clock_ms
 from streams.state_view import QuotaStateView
-
-QuotaName = Literal[
-    "machines", "ai_tokens", "storage_bytes", "schedule_runs",
-    "api_requests_per_minute", "api_requests_per_cycle",
-]
-assert set(QuotaName.__args__) == set(QUOTAS)  # type: ignore[attr-defined]
 
 HEAP_TICK_S: Final = 2.0  # how often the GC policy runs between requests
 

@@ -51,6 +51,8 @@ class WorkerMetrics:
     workspaces_cached: int = 0  # gauge: workspaces held decoded in memory
     store_keys: int = 0  # gauge: RocksDB's estimate of the local store's keys
     queued: int = 0  # gauge: records waiting for event-time alignment
+    # gauge: the input partitions this worker owns and serves (assigned and restored)
+    owned_partitions: list[int] = field(default_factory=list)
     # "topic:partition" -> records not yet handed to the worker (last stable offset -
     # position), and
     # the gap between high watermark and last stable offset (an open transaction)
@@ -134,6 +136,12 @@ class WorkerMetrics:
                                   "Time stopped in them", value=self.gc.seconds)
         yield GaugeMetricFamily(f"{prefix}_gc_full_pause_max_seconds", "The longest of them",
                                 value=self.gc.max_seconds)
+        owned = GaugeMetricFamily(f"{prefix}_partition_owned",
+                                  "1 for each input partition this worker owns and serves",
+                                  labels=["partition"])
+        for p in self.owned_partitions:
+            owned.add_metric([str(p)], 1)
+        yield owned
         for attr, text in self._LABELLED.items():
             metric, _, help_text = text.partition(" ")
             family = GaugeMetricFamily(f"{prefix}_{metric}", help_text,

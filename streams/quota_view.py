@@ -23,14 +23,14 @@ from typing import Any, NamedTuple
 
 from groundwork.settings import Settings, StalePolicy, get_settings
 from schemas.events import QUOTAS
+from schemas.quotas import HARD_NAMES
 from streams.core.enforcement import Decision, cycle_at, decide_from_state
 from streams.core.forecast import COUNTER_QUOTAS, Forecast, forecast
-from streams.core.quotas import DECISION_AT_LIMIT
 from streams.core.timefmt import utc_text
 from streams.state_view import QuotaStateView
 
 # Quotas whose limit rejects (S11); a stale view changes only their answers.
-HARD_QUOTAS = frozenset(q for q, d in zip(QUOTAS, DECISION_AT_LIMIT, strict=True) if d == "reject")
+HARD_QUOTAS = HARD_NAMES
 
 
 def wall_clock_ms() -> int:

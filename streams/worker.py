@@ -382,6 +382,8 @@ class Worker:
         self.processor.drop_partitions(partitions)
         self.aligner.revoke(partitions)
         self._assigned -= partitions
+        self.metrics.owned_partitions = [
+            p for p in self.metrics.owned_partitions if p not in partitions]
         self._restoring -= partitions
         self._paused = {tp for tp in self._paused if tp[1] not in partitions}
         for held in (self._committed, self._next, self._ends):
@@ -753,6 +755,7 @@ class Worker:
                  time.monotonic() - started)
         log.info("worker %s owns partitions %s of %d input topics", self.instance,
                  sorted(self._assigned), len(INPUT_TOPICS))
+        self.metrics.owned_partitions = sorted(self._assigned)
 
     def _wipe_and_restore(self, partitions: set[int]) -> None:
         """The offset fence saw the store ahead of Kafka: drop those partitions' local

@@ -14,19 +14,11 @@ from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 from schemas.events import QUOTAS
+from schemas.quotas import GAUGE_NAMES, SPEC_OF
 from streams.core.cycles import DEFAULT_ANCHOR_MS, Schedule
-from streams.core.quotas import DECISION_AT_LIMIT, QUOTA_INDEX
 from streams.core.timefmt import MINUTE_MS, utc_text
 
-GAUGES: Final = frozenset(("machines", "storage_bytes"))
-_UNIT: Final = {
-    "machines": "machines",
-    "ai_tokens": "tokens",
-    "storage_bytes": "bytes",
-    "schedule_runs": "schedule runs",
-    "api_requests_per_minute": "requests this minute",
-    "api_requests_per_cycle": "requests",
-}
+GAUGES: Final = frozenset(GAUGE_NAMES)
 
 
 class Decision(NamedTuple):
@@ -70,14 +62,15 @@ def decide(
 ) -> Decision:
     """S11: allowed when the limit is null or ``used + amount <= limit``, else the
     quota's decision. A machines check for an already registered id is always allowed."""
-    if quota not in QUOTA_INDEX:
+    spec = SPEC_OF.get(quota)
+    if spec is None:
         raise ValueError(f"unknown quota {quota!r}; expected one of {', '.join(QUOTAS)}")
     if amount < 0:
         raise ValueError("amount must be >= 0")
     percent = percent_of(used, limit)
-    minute_quota = quota == "api_requests_per_minute"
+    minute_quota = spec.window == "minute"
     resets_at = (now_ms // MINUTE_MS + 1) * MINUTE_MS if minute_quota else cycle_ends_at
-    unit = _UNIT[quota]
+    unit = spec.unit
     if quota == "machines" and already_registered:
         return Decision(True, "allow", quota, used, limit, amount, percent, cycle_start,
                         cycle_ends_at, resets_at, "the machine is already registered")
@@ -88,7 +81,7 @@ def decide(
         return Decision(True, "allow", quota, used, limit, amount, percent, cycle_start,
                         cycle_ends_at, resets_at,
                         f"{used} + {amount} of {limit} {unit} ({percent} % used)")
-    decision = DECISION_AT_LIMIT[QUOTA_INDEX[quota]]
+    decision = spec.at_limit
     over = f"{used} of {limit} {unit} used, {amount} more would exceed the limit"
     when = utc_text(resets_at)
     reason = {
@@ -146,7 +139,7 @@ def decide_from_state(
         if quota not in GAUGES:
             used = 0
     # S11: throttle counts the wall-clock minute; the record's count is for api_minute.
-    if quota == "api_requests_per_minute" and (
+    if SPEC_OF[quota].window == "minute" and (
         state.get("api_minute") != now_ms // MINUTE_MS * MINUTE_MS
     ):
         used = 0

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-COUNTER_QUOTAS: Final = ("ai_tokens", "schedule_runs", "api_requests_per_cycle")
+from schemas.quotas import CYCLE_COUNTER_NAMES
+
+COUNTER_QUOTAS: Final = CYCLE_COUNTER_NAMES
 MIN_ELAPSED_MS: Final = 24 * 3_600_000
 MIN_USED: Final = 1
 

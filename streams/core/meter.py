@@ -64,6 +64,9 @@ from streams.core.dedup import (
 from streams.core.enforcement import decide
 from streams.core.pricing import PRICER, Pricer
 from streams.core.quotas import (
+    ALL_QUOTAS,
+    CYCLE_COUNTER_QUOTAS,
+    GAUGE_QUOTAS,
     NO_PLAN,
     Q_AI_TOKENS,
     Q_API_CYCLE,
@@ -72,6 +75,7 @@ from streams.core.quotas import (
     Q_SCHEDULE_RUNS,
     Q_STORAGE,
     QUOTA_INDEX,
+    USED_FIELD,
     PlanTerms,
     PruneRequest,
     ThresholdCrossing,
@@ -88,8 +92,6 @@ from streams.core.usage import (
 )
 
 STATE_FORMAT: Final = 1
-ALL_QUOTAS: Final = (0, 1, 2, 3, 4, 5)
-FORECAST_QUOTA_INDEXES: Final = (Q_AI_TOKENS, Q_SCHEDULE_RUNS, Q_API_CYCLE)
 DAY_MS: Final = 86_400_000
 _CATEGORY: Final = {name: i for i, name in enumerate(STORAGE_CATEGORIES)}
 
@@ -263,16 +265,10 @@ class WorkspaceMeter:
     # ------------------------------------------------------------------ quotas (S9)
 
     def _used(self, c: CycleUsage, q: int, t: int) -> int:
-        if q == Q_AI_TOKENS:
-            return c.ai_tokens
-        if q == Q_SCHEDULE_RUNS:
-            return c.schedule_runs
-        if q == Q_API_CYCLE:
-            return c.api_requests
-        if q == Q_MACHINES:
-            return c.machines_gauge
-        if q == Q_STORAGE:
-            return c.storage_gauge
+        field = USED_FIELD[q]  # schemas.quotas: the cycle's attribute, None per minute
+        if field is not None:
+            used: int = getattr(c, field)
+            return used
         # S12: on plan, top-up and new-cycle evaluations, the count of the event's minute.
         return self._minute_count(t // MINUTE_MS)
 
@@ -305,7 +301,7 @@ class WorkspaceMeter:
                     used = self._used(cycle, q, t)
                 arms.evaluate(q, used, cycle.limit(q), self.workspace_id, cycle.start,
                               cycle.end, t, event.event_id, out)
-            quotas = tuple(q for q in quotas if q in (Q_MACHINES, Q_STORAGE))
+            quotas = tuple(q for q in quotas if q in GAUGE_QUOTAS)
         if not out:
             return COUNTED
         prunes = tuple(
@@ -658,7 +654,7 @@ class WorkspaceMeter:
                     outcome.prune_requests + more.prune_requests,
                 )
         assert self.cur is not None
-        return self._forecasts(self.cur, FORECAST_QUOTA_INDEXES, ev, outcome)
+        return self._forecasts(self.cur, CYCLE_COUNTER_QUOTAS, ev, outcome)
 
     def _topup(self, ev: TopupEvent) -> Outcome:
         if self.topup_ids.seen(ev.event_id):
@@ -694,7 +690,7 @@ class WorkspaceMeter:
             leads[QUOTA_INDEX[opt_in.quota]] = days * DAY_MS
         self.forecast_leads = leads
         outcome = self._evaluate(c, ev, ()) if self._full_eval else COUNTED
-        return self._forecasts(c, FORECAST_QUOTA_INDEXES, ev, outcome)
+        return self._forecasts(c, CYCLE_COUNTER_QUOTAS, ev, outcome)
 
     # ------------------------------------------------------------------ outputs
 

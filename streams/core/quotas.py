@@ -16,19 +16,29 @@ from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 from schemas.events import QUOTAS, THRESHOLDS, Limits
+from schemas.quotas import CYCLE_COUNTER_NAMES, QUOTA_SPECS
 from streams.core.forecast import forecast
 from streams.core.timefmt import utc_text
 
+# Index views of ``schemas.quotas.QUOTA_SPECS`` for the hot path: quota ``q`` is
+# ``QUOTA_SPECS[q]``, and per-quota state is a list indexed by ``q``.
+QUOTA_COUNT: Final = len(QUOTA_SPECS)
+ALL_QUOTAS: Final = tuple(range(QUOTA_COUNT))
 QUOTA_INDEX: Final = {name: i for i, name in enumerate(QUOTAS)}
-Q_MACHINES: Final = 0
-Q_AI_TOKENS: Final = 1
-Q_STORAGE: Final = 2
-Q_SCHEDULE_RUNS: Final = 3
-Q_API_MINUTE: Final = 4
-Q_API_CYCLE: Final = 5
-GAUGE_QUOTAS: Final = frozenset((Q_MACHINES, Q_STORAGE))
+Q_MACHINES: Final = QUOTA_INDEX["machines"]
+Q_AI_TOKENS: Final = QUOTA_INDEX["ai_tokens"]
+Q_STORAGE: Final = QUOTA_INDEX["storage_bytes"]
+Q_SCHEDULE_RUNS: Final = QUOTA_INDEX["schedule_runs"]
+Q_API_MINUTE: Final = QUOTA_INDEX["api_requests_per_minute"]
+Q_API_CYCLE: Final = QUOTA_INDEX["api_requests_per_cycle"]
+GAUGE_QUOTAS: Final = frozenset(q for q in ALL_QUOTAS if QUOTA_SPECS[q].kind == "gauge")
+# Counters over the whole cycle: the quotas that are forecast (streams/core/forecast.py).
+CYCLE_COUNTER_QUOTAS: Final = tuple(QUOTA_INDEX[name] for name in CYCLE_COUNTER_NAMES)
 # S11: the decision once a quota is exhausted (and a 100 % crossing's enforcement).
-DECISION_AT_LIMIT: Final = ("reject", "reject", "prune", "queue", "throttle", "reject")
+AT_LIMIT_BY_INDEX: Final = tuple(s.at_limit for s in QUOTA_SPECS)
+# The CycleUsage attribute holding each quota's usage in a cycle; None for a per-minute
+# quota (its usage is the current minute's count, which the meter keeps itself).
+USED_FIELD: Final = tuple(None if s.window == "minute" else s.total_field for s in QUOTA_SPECS)
 NEVER: Final = 2**63  # fire_at when nothing can fire (no limit, or all three fired)
 REARM_MARGIN: Final = 5  # S10 b: gauges re-arm below t - 5 percent
 PRUNE_TARGET_PERCENT: Final = 90  # storage.prune_requests: free down to 90 % of the limit
@@ -161,7 +171,8 @@ def _fire_at(fired: int, limit: int | None) -> int:
 
 
 class QuotaArms:
-    """S9/S10 state of the six quotas in one cycle, and of their forecast alerts.
+    """S9/S10 state of every quota in one cycle (lists indexed by quota index), and
+    of their forecast alerts.
 
     A forecast alert has an arm of its own per quota (``forecast_arms``) and fires once
     per arm (``forecast_fired``); the limit rising re-arms it as it re-arms the 100 %
@@ -171,13 +182,15 @@ class QuotaArms:
     __slots__ = ("arms", "fire_at", "fired", "forecast_arms", "forecast_fired", "last_limit")
 
     def __init__(self) -> None:
-        self.fired: list[int] = [0] * 6  # per quota: how many of 80/95/100 fired on this arm
-        self.arms: list[int] = [1] * 18  # per quota and threshold: the current arm (S10)
-        self.last_limit: list[int | None] = [None] * 6
+        # per quota: how many of 80/95/100 fired on this arm
+        self.fired: list[int] = [0] * QUOTA_COUNT
+        # per quota and threshold: the current arm (S10)
+        self.arms: list[int] = [1] * (QUOTA_COUNT * len(THRESHOLDS))
+        self.last_limit: list[int | None] = [None] * QUOTA_COUNT
         # Not a limit known yet: the first evaluation must run in full.
-        self.fire_at: list[int] = [0] * 6
-        self.forecast_fired: list[int] = [0] * 6  # per quota: 1 once fired on this arm
-        self.forecast_arms: list[int] = [1] * 6
+        self.fire_at: list[int] = [0] * QUOTA_COUNT
+        self.forecast_fired: list[int] = [0] * QUOTA_COUNT  # 1 once fired on this arm
+        self.forecast_arms: list[int] = [1] * QUOTA_COUNT
 
     def to_state(self) -> list[Any]:
         state = [self.fired, self.arms, self.last_limit]
@@ -252,7 +265,7 @@ class QuotaArms:
                     alert_id(workspace_id, cycle_start, quota, threshold, arm),
                     workspace_id, quota, threshold, arm, False, used, limit,
                     cycle_start, cycle_end, crossed_at, event_id,
-                    DECISION_AT_LIMIT[q] if threshold == 100 else "allow",
+                    AT_LIMIT_BY_INDEX[q] if threshold == 100 else "allow",
                 ))
                 fired += 1
             if len(out) > first:

@@ -30,7 +30,7 @@ from schemas.aggregates import (
     TOTAL_METRICS,
 )
 from schemas.events import QUOTAS, Limits
-from streams.core.quotas import NO_PLAN, PlanTerms, QuotaArms, effective_limit
+from streams.core.quotas import NO_PLAN, QUOTA_COUNT, PlanTerms, QuotaArms, effective_limit
 from streams.core.timefmt import utc_text
 
 # Dirty markers for usage.aggregates (dimension, key); totals and limits have key "".
@@ -72,7 +72,7 @@ class CycleUsage:
         self.start = start
         self.end = end
         self.plan = plan  # S12: the plan in force after the last event counted here
-        self.topups: list[int] = [0] * 6  # S8: top-ups whose occurred_at is in this cycle
+        self.topups: list[int] = [0] * QUOTA_COUNT  # S8: top-ups whose occurred_at is in this cycle
         self.ai_tokens = 0
         self.schedule_runs = 0
         self.api_requests = 0
@@ -104,7 +104,7 @@ class CycleUsage:
 
     def limits(self) -> list[int | None]:
         plan_limits = self.plan.limits
-        return [effective_limit(plan_limits[q], self.topups[q]) for q in range(6)]
+        return [effective_limit(plan_limits[q], self.topups[q]) for q in range(QUOTA_COUNT)]
 
     # -- views -------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from alerting.facts import DECISION_AT_LIMIT, format_time
+from alerting.facts import format_time
+from schemas.quotas import DECISION_AT_LIMIT
 from streams.core.quotas import QUOTA_INDEX, QuotaArms
 from streams.core.quotas import ThresholdCrossing as Crossing
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -64,15 +64,6 @@ def read_deliveries(settings: Settings) -> list[dict[str, Any]]:
 def statuses(records: Sequence[dict[str, Any]], alert_id: str, channel: str) -> list[str]:
     return [f"{r['status']}#{r['attempt']}" for r in records
             if r["alert_id"] == alert_id and r["channel"] == channel]
-
-
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    """Wait for ``condition`` (a deadline against hangs, not a timing assertion)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager

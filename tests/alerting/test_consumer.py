@@ -25,10 +25,10 @@ from tests.alerting.kafka_helpers import (
     running,
     settings_item,
     statuses,
-    until,
 )
 from tests.alerting.receivers import Script, SmtpSink, WebhookReceiver
 from tests.meter.transactions import Item, TransactionalWriter
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.kafka
 
@@ -52,8 +52,9 @@ def test_a_crossing_is_emailed_to_owners_posted_to_slack_and_sent_as_signed_webh
                 c = crossing(95, workspace="w1")
                 async with running(alert_config(meter_settings, smtp.port)) as service:
                     publish_crossings(meter_settings, [c])
-                    await until(lambda: done(service, c.alert_id, "email", "slack", "webhook"),
-                                "three deliveries")
+                    await wait_until_async(
+                        lambda: done(service, c.alert_id, "email", "slack", "webhook"),
+                        "three deliveries")
                     async with aiohttp.ClientSession() as http, http.get(
                             f"http://127.0.0.1:{service.metrics_port}/metrics") as resp:
                         metrics = await resp.text()
@@ -94,7 +95,7 @@ def test_retries_follow_the_policy_and_every_step_is_recorded(
             c = crossing(80, workspace="w1")
             async with running(alert_config(meter_settings, 1)) as service:
                 publish_crossings(meter_settings, [c])
-                await until(lambda: done(service, c.alert_id, "webhook"), "an outcome")
+                await wait_until_async(lambda: done(service, c.alert_id, "webhook"), "an outcome")
             records = read_deliveries(meter_settings)
             assert statuses(records, c.alert_id, "webhook") == expected
             final = [r for r in records if r["status"] in ("failed", "delivered")][-1]
@@ -117,8 +118,8 @@ def test_mutes_apply_first_and_only_the_highest_unmuted_threshold_is_sent(
             alone = crossing(80, workspace="w1", quota="machines", event_id="m1")
             async with running(alert_config(meter_settings, 1)) as service:
                 publish_crossings(meter_settings, [*group, alone])
-                await until(lambda: all(done(service, c.alert_id, "webhook")
-                                        for c in [*group, alone]), "four outcomes")
+                await wait_until_async(lambda: all(done(service, c.alert_id, "webhook")
+                                                   for c in [*group, alone]), "four outcomes")
             sent = sorted(json.loads(r.body)["alert_id"] for r in rx.ok("hook"))
             assert sent == sorted([group[1].alert_id, alone.alert_id])
             records = read_deliveries(meter_settings)
@@ -146,10 +147,10 @@ def test_a_forecast_is_delivered_signed_with_forecast_at_and_has_its_own_mute(
                 threshold2 = crossing(95, workspace="w2")
                 async with running(alert_config(meter_settings, smtp.port)) as service:
                     publish_crossings(meter_settings, [forecast1, forecast2, threshold2])
-                    await until(lambda: done(service, forecast1.alert_id, "email", "webhook")
-                                and done(service, forecast2.alert_id, "webhook")
-                                and done(service, threshold2.alert_id, "webhook"),
-                                "four outcomes")
+                    await wait_until_async(
+                        lambda: done(service, forecast1.alert_id, "email", "webhook")
+                        and done(service, forecast2.alert_id, "webhook")
+                        and done(service, threshold2.alert_id, "webhook"), "four outcomes")
                 [hook] = rx.ok("w1")
                 assert hook.verified and hook.webhook_id == forecast1.alert_id
                 body = json.loads(hook.body)
@@ -177,9 +178,9 @@ def test_unsafe_or_invalid_urls_are_refused_and_recorded(meter_settings: Setting
         cs = [crossing(80, workspace=w) for w in ("plain-http", "private", "garbage")]
         async with running(alert_config(meter_settings, 1)) as service:
             publish_crossings(meter_settings, cs)
-            await until(lambda: done(service, cs[0].alert_id, "webhook")
-                        and done(service, cs[1].alert_id, "slack")
-                        and done(service, cs[2].alert_id, "webhook"), "three refusals")
+            await wait_until_async(lambda: done(service, cs[0].alert_id, "webhook")
+                                   and done(service, cs[1].alert_id, "slack")
+                                   and done(service, cs[2].alert_id, "webhook"), "three refusals")
         records = {r["workspace_id"]: r for r in read_deliveries(meter_settings)}
         assert records["plain-http"]["status"] == "failed"
         assert "must use https" in records["plain-http"]["detail"]
@@ -198,13 +199,13 @@ def test_settings_changes_apply_while_running(meter_settings: Settings) -> None:
             first, second = crossing(80, workspace="w1"), crossing(95, workspace="w1")
             async with running(alert_config(meter_settings, 1)) as service:
                 publish_crossings(meter_settings, [first])
-                await until(lambda: done(service, first.alert_id, "webhook"), "first")
+                await wait_until_async(lambda: done(service, first.alert_id, "webhook"), "first")
                 seen = service.directory.updates
                 publish_settings(meter_settings, "w1", email=False, webhook=rx.url("new"),
                                  secret=SECRET)
-                await until(lambda: service.directory.updates > seen, "settings update")
+                await wait_until_async(lambda: service.directory.updates > seen, "settings update")
                 publish_crossings(meter_settings, [second])
-                await until(lambda: done(service, second.alert_id, "webhook"), "second")
+                await wait_until_async(lambda: done(service, second.alert_id, "webhook"), "second")
             assert [r.webhook_id for r in rx.ok("old")] == [first.alert_id]
             assert [r.webhook_id for r in rx.ok("new")] == [second.alert_id]
     asyncio.run(scenario())
@@ -226,7 +227,8 @@ def test_crossings_of_an_aborted_transaction_are_never_delivered(
             writer.abort([item(aborted)])
             writer.commit([item(kept)])  # same key, same partition: after the aborted one
             async with running(alert_config(meter_settings, 1)) as service:
-                await until(lambda: done(service, kept.alert_id, "webhook"), "the commit")
+                await wait_until_async(lambda: done(service, kept.alert_id, "webhook"),
+                                       "the commit")
             assert _delivered_ids(rx, "hook") == [kept.alert_id]
             records = read_deliveries(meter_settings)
             assert {r["alert_id"] for r in records} == {kept.alert_id}
@@ -247,11 +249,13 @@ def test_a_slow_endpoint_does_not_hold_up_other_workspaces(meter_settings: Setti
             config = alert_config(meter_settings, 1, timeout_s=0.5, max_attempts=2)
             async with running(config) as service:
                 publish_crossings(meter_settings, [slow_c, *fast_cs])
-                await until(lambda: all(done(service, c.alert_id, "webhook") for c in fast_cs),
-                            "the fast workspaces")
+                await wait_until_async(
+                    lambda: all(done(service, c.alert_id, "webhook") for c in fast_cs),
+                    "the fast workspaces")
                 # the slow one is still retrying its timeouts when the others are all delivered
                 assert not done(service, slow_c.alert_id, "webhook")
-                await until(lambda: done(service, slow_c.alert_id, "webhook"), "slow outcome")
+                await wait_until_async(lambda: done(service, slow_c.alert_id, "webhook"),
+                                       "slow outcome")
             records = read_deliveries(meter_settings)
             assert statuses(records, slow_c.alert_id, "webhook")[-1] == "failed#2"
             assert "timed out" in [r for r in records if r["alert_id"] == slow_c.alert_id
@@ -279,13 +283,13 @@ def test_restart_in_the_middle_of_deliveries_loses_nothing(meter_settings: Setti
             config = alert_config(meter_settings, 1)
             async with running(config) as first:
                 publish_crossings(meter_settings, cs)
-                await until(lambda: len(rx.received) >= 6, "some deliveries")
+                await wait_until_async(lambda: len(rx.received) >= 6, "some deliveries")
                 if crash:
                     await first.abort()
             before = len(rx.received)
             async with running(config) as second:
-                await until(lambda: all(done(second, c.alert_id, "webhook") for c in cs),
-                            "every crossing after the restart")
+                await wait_until_async(lambda: all(done(second, c.alert_id, "webhook") for c in cs),
+                                       "every crossing after the restart")
             assert len(rx.received) > before  # the second consumer had work left
             ids = [r.webhook_id for r in rx.received if r.status < 300]
             assert set(ids) == {c.alert_id for c in cs}  # nothing lost
@@ -312,13 +316,14 @@ def test_a_new_consumer_rebuilds_what_was_delivered_and_sends_nothing_again(
                   crossing(95, workspace="w1", event_id="b")]
             async with running(alert_config(meter_settings, 1)) as service:
                 publish_crossings(meter_settings, cs)
-                await until(lambda: all(done(service, c.alert_id, "webhook") for c in cs),
-                            "both delivered")
+                await wait_until_async(
+                    lambda: all(done(service, c.alert_id, "webhook") for c in cs),
+                    "both delivered")
             # another group reads quota.thresholds from the beginning again
             async with running(alert_config(meter_settings, 1)) as again:
-                await until(lambda: again.offsets.to_commit() != {} or
-                            again.metrics.crossings_consumed >= 2, "re-read")
-                await until(lambda: again.offsets.pending() == 0, "all finished")
+                await wait_until_async(lambda: again.offsets.to_commit() != {} or
+                                       again.metrics.crossings_consumed >= 2, "re-read")
+                await wait_until_async(lambda: again.offsets.pending() == 0, "all finished")
             assert sorted(_delivered_ids(rx, "hook")) == sorted(c.alert_id for c in cs)
     asyncio.run(scenario())
 
@@ -338,13 +343,15 @@ def test_a_rebalance_moves_workspaces_without_repeats_or_losses(meter_settings: 
             config = alert_config(meter_settings, 1)
             async with running(config) as first:
                 publish_crossings(meter_settings, cs)
-                await until(lambda: len(rx.received) >= 8, "some deliveries")
+                await wait_until_async(lambda: len(rx.received) >= 8, "some deliveries")
                 async with running(config) as second:  # joins the group: partitions move
-                    await until(lambda: bool(second.assigned), "a partition for the newcomer")
-                    await until(lambda: {r.webhook_id for r in rx.received if r.status < 300}
-                                >= {c.alert_id for c in cs}
-                                and first.offsets.pending() == 0
-                                and second.offsets.pending() == 0, "everything delivered")
+                    await wait_until_async(lambda: bool(second.assigned),
+                                           "a partition for the newcomer")
+                    await wait_until_async(
+                        lambda: {r.webhook_id for r in rx.received if r.status < 300}
+                        >= {c.alert_id for c in cs}
+                        and first.offsets.pending() == 0
+                        and second.offsets.pending() == 0, "everything delivered")
                     moved = sum(second.metrics.attempts.values())
             assert moved > 0  # the newcomer delivered some workspaces' crossings
             ids = [r.webhook_id for r in rx.received if r.status < 300]

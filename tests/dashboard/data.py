@@ -2,8 +2,8 @@
 
 Workspace ``acme`` (plan ``team``): four monthly cycles, January to April 2026; April is
 current and NOW is 2026-04-10T12:00:00Z. Workspace ``beta`` has no plan. The records
-are in the TEAM_BRIEF.md shapes (usage.aggregates, quota.thresholds,
-alerting.deliveries) and go into the store through the sink's own writer.
+are in the shapes of usage.aggregates, quota.thresholds and alerting.deliveries
+(DESIGN.md, "Outputs"; ``schemas/*.avsc``) and go into the store through the sink's own writer.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ EXPECTED_CHANNELS: Final = {
 
 
 def quota_state_record() -> dict[str, Any]:
-    """acme's quota.state record (TEAM_BRIEF.md) as the worker would produce it at NOW."""
+    """acme's quota.state record (``schemas/quota.state.avsc``) as the worker makes it at NOW."""
     totals = CURRENT["totals"]
     quotas = []
     for quota, limit in LIMITS.items():

@@ -480,18 +480,6 @@ async def produce_events(settings: Settings, events: Sequence[list[Crossing]],
 
 # ---- waiting -------------------------------------------------------------------------------
 
-async def wait_until(condition: Callable[[], bool], what: str, *, timeout_s: float,
-                     process: AlertsProcess | None = None, poll_s: float = 0.02) -> None:
-    """A deadline against hangs (never a timing assertion); fails if the consumer died."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if process is not None:
-            process.check()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(poll_s)
-
-
 async def wait_progress(count: Callable[[], int], goal: int, process: AlertsProcess, *,
                         quiet_s: float = 30.0, timeout_s: float = 300.0) -> bool:
     """Until ``count()`` reaches ``goal`` (True), or it stalls (False): it has not moved for

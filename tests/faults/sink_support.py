@@ -43,6 +43,7 @@ from sinks.store import StoreHandle
 from sinks.timeline import Queries
 from tests.faults.support import PrintedReport, render_rows, scrape
 from tests.streams.harness import committed
+from tests.waiting import wait_until
 
 # (base topic, record) as the sink reads it
 SinkRecord = tuple[str, dict[str, Any]]
@@ -543,13 +544,14 @@ def insert_parts(chdb_path: Path) -> set[str]:
 def wait_for_insert(chdb_path: Path, known: set[str], proc: subprocess.Popen[bytes],
                     timeout_s: float = 120.0) -> set[str]:
     """Poll the store's directories until an insert part not in ``known`` appears."""
-    deadline = time.monotonic() + timeout_s
-    while not (new := insert_parts(chdb_path) - known):
-        if proc.poll() is not None:
-            raise AssertionError(f"the sink exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise AssertionError("gave up waiting for an insert")
-        time.sleep(0.001)
+    new: set[str] = set()
+
+    def inserted() -> bool:
+        nonlocal new
+        new = insert_parts(chdb_path) - known
+        return bool(new)
+
+    wait_until(inserted, "an insert", timeout_s, proc=proc, poll_s=0.001)
     return new
 
 

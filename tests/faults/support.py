@@ -8,7 +8,6 @@ subprocesses (see ``tests/streams/harness.py``) and only read what they wrote.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -16,7 +15,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +25,7 @@ from meter.workload import Drive, Workload, generate_lines
 from schemas.codec import encode_event, topic_of
 from schemas.events import AlertSettingsEvent, PlanEvent, TopupEvent
 from schemas.jsonl import parse_line
+from schemas.quotas import CYCLE_COUNTER_NAMES
 from schemas.validation import InvalidEvent
 from streams.core.replay import Replay
 from tests.streams.harness import (
@@ -36,8 +35,9 @@ from tests.streams.harness import (
     parse_utc,
     read_topic,
 )
+from tests.waiting import wait_until
 
-COUNTER_QUOTAS = ("ai_tokens", "schedule_runs", "api_requests_per_cycle")
+COUNTER_QUOTAS = CYCLE_COUNTER_NAMES
 DRIVES = (Drive("w0001", "ai_tokens"), Drive("w0002", "schedule_runs"),
           Drive("w0003", "api_requests_per_cycle"), Drive("w0004", "storage_bytes"))
 
@@ -207,12 +207,12 @@ def worker_counted(metrics: dict[str, float]) -> int:
                - metrics.get("meter_worker_late_total", 0))
 
 
-def owned_partitions(log: Path) -> list[int] | None:
-    """The partitions the worker logged it owns after its latest assignment."""
-    found = re.findall(rb"owns partitions \[([0-9, ]*)\]", log.read_bytes())
-    if not found:
-        return None
-    return [int(p) for p in found[-1].replace(b" ", b"").split(b",") if p]
+def owned_partitions(port: int) -> list[int]:
+    """The input partitions a worker owns and serves, from its /metrics
+    (``meter_worker_partition_owned``); none while it does not answer."""
+    prefix = 'meter_worker_partition_owned{partition="'
+    return sorted(int(name[len(prefix):-2]) for name, value in scrape(port).items()
+                  if name.startswith(prefix) and value == 1)
 
 
 @dataclass
@@ -356,19 +356,6 @@ def duplicates_in(records: Sequence[tuple[str, bytes, bytes]]) -> int:
     return dups
 
 
-def wait_for(condition: Any, what: str, timeout_s: float = 120.0, poll_s: float = 0.1,
-             proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait for ``condition()`` (a deadline against hangs, never a timing assertion)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process exited with {proc.returncode} while waiting "
-                                 f"for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(poll_s)
-
-
 def progress(committed: dict[tuple[str, int], int]) -> int:
     return sum(max(0, v) for v in committed.values())
 
@@ -394,9 +381,9 @@ def wait_plans_applied(settings: Settings, proc: subprocess.Popen[bytes],
 
     group = settings.topic_prefix + settings.worker_id
     ends = end_offsets(settings, ["quota.plans"])
-    wait_for(lambda: all(committed(settings, group, ends).get(k, -1) >= v
-                         for k, v in ends.items() if v > 0),
-             "the worker to apply every plan", timeout_s=timeout_s, poll_s=0.3, proc=proc)
+    wait_until(lambda: all(committed(settings, group, ends).get(k, -1) >= v
+                           for k, v in ends.items() if v > 0),
+               "the worker to apply every plan", timeout_s=timeout_s, poll_s=0.3, proc=proc)
 
 
 Record = tuple[str, bytes, bytes]

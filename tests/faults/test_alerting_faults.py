@@ -39,8 +39,8 @@ from tests.faults.alert_support import (
     produce_events,
     wait_progress,
     wait_records,
-    wait_until,
 )
+from tests.waiting import wait_until_async
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -209,7 +209,7 @@ async def _trouble_scenario(settings: Settings, tmp_path: Path, seed: int) -> Al
 
         async def at_least(condition: Callable[[], bool], what: str, min_s: float,
                            since: float) -> None:
-            await wait_until(condition, what, timeout_s=120, process=process)
+            await wait_until_async(condition, what, timeout_s=120, check=process.check)
             await asyncio.sleep(max(0.0, since + min_s - time.monotonic()))
 
         async def kill_and_restart() -> float:
@@ -220,8 +220,8 @@ async def _trouble_scenario(settings: Settings, tmp_path: Path, seed: int) -> Al
             process.kill()
             process.start()
             phases.append(f"SIGKILL + restart at {time.monotonic() - started:.0f} s")
-            await wait_until(process.assigned, "the restarted consumer's partitions",
-                             timeout_s=120, process=process, poll_s=0.2)
+            await wait_until_async(process.assigned, "the restarted consumer's partitions",
+                                   timeout_s=120, check=process.check, poll_s=0.2)
             return time.monotonic()
 
         try:
@@ -234,15 +234,15 @@ async def _trouble_scenario(settings: Settings, tmp_path: Path, seed: int) -> Al
             await at_least(lambda: http_hits(Mode.ERROR, t) >= 3 and mail_hits(Mode.ERROR, t) > 0,
                            "500s and 451s", 2.0, t)
             t = await phase("429 Retry-After 1", Mode.THROTTLE, Mode.OK)
-            await wait_until(lambda: http_hits(Mode.THROTTLE, t) > 0, "a 429", timeout_s=120,
-                             process=process)
+            await wait_until_async(lambda: http_hits(Mode.THROTTLE, t) > 0, "a 429",
+                                   timeout_s=120, check=process.check)
             await kill_and_restart()
             t = await phase("slow (after the timeout)", Mode.SLOW, Mode.SLOW)
             # the restarted consumer's requests meet the slow receivers; kill it again with
             # slow requests in flight
-            await wait_until(lambda: http_hits(Mode.SLOW, t) > 0,
-                             "a slow answer to the restarted consumer", timeout_s=120,
-                             process=process)
+            await wait_until_async(lambda: http_hits(Mode.SLOW, t) > 0,
+                                   "a slow answer to the restarted consumer", timeout_s=120,
+                                   check=process.check)
             restarted = await kill_and_restart()
             await at_least(lambda: http_hits(Mode.SLOW, restarted) >= 3, "slow answers again",
                            2.0, restarted)

@@ -30,7 +30,6 @@ from tests.faults.support import (
     split_plans,
     stream_output,
     valid_events,
-    wait_for,
     worker_counted,
     workload_lines,
 )
@@ -43,6 +42,7 @@ from tests.faults.worker_support import (
     worker_health,
 )
 from tests.streams.harness import running_worker, wait_snapshots_settled
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -69,11 +69,11 @@ def test_broker_stopped_and_restarted_under_load_totals_equal_the_replay(
                            log=log)
             producer = PacedPublisher(settings, usage, rate_per_s=RATE_PER_S)
             producer.start()
-            wait_for(lambda: producer.sent >= len(usage) // 4, "a quarter of the stream",
-                     proc=worker)
+            wait_until(lambda: producer.sent >= len(usage) // 4, "a quarter of the stream",
+                       proc=worker)
             ends = end_offsets(settings, INPUT_TOPICS)
-            wait_for(lambda: progress(committed_now(settings, group, ends) or {}) > len(plans),
-                     "the worker to commit usage before the outage", proc=worker)
+            wait_until(lambda: progress(committed_now(settings, group, ends) or {}) > len(plans),
+                       "the worker to commit usage before the outage", proc=worker)
             sent_at_stop = producer.sent
             t0 = time.monotonic()
             assert kafka_local.stop(broker, grace_s=30), "the broker was not running"

@@ -23,7 +23,6 @@ from tests.faults.support import (
     split_plans,
     stream_output,
     valid_events,
-    wait_for,
     wait_plans_applied,
     workload_lines,
 )
@@ -33,6 +32,7 @@ from tests.streams.harness import (
     running_worker,
     wait_caught_up,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -52,24 +52,25 @@ def test_two_workers_rebalance_mid_stream_and_one_stops_totals_equal_the_replay(
         wait_plans_applied(meter_settings, a)
         produce_all(meter_settings, backlog)
         ends = end_offsets(meter_settings, INPUT_TOPICS)
-        wait_for(lambda: progress(committed(meter_settings, group, ends)) > 0,
-                 "worker A to commit part of the backlog", proc=a)
+        wait_until(lambda: progress(committed(meter_settings, group, ends)) > 0,
+                   "worker A to commit part of the backlog", proc=a)
         assert progress(committed(meter_settings, group, ends)) < sum(ends.values())
         producer = PacedProducer(meter_settings, live, rate_per_s=1000)
         producer.start()
+        b_port = free_port()
         with running_worker(meter_settings, tmp_path / "b.log", data_dir=tmp_path / "b",
-                            web_port=free_port()) as b:
-            wait_for(lambda: bool(owned_partitions(tmp_path / "b.log")),
-                     "worker B to be given partitions", proc=b)
-            b_owned = owned_partitions(tmp_path / "b.log")
+                            web_port=b_port) as b:
+            wait_until(lambda: bool(owned_partitions(b_port)),
+                       "worker B to be given partitions", proc=b)
+            b_owned = owned_partitions(b_port)
             assert not producer.done, "the stream ended before the rebalance"
-            wait_for(lambda: producer.sent >= len(live) // 2, "more events while both run",
-                     proc=b)
+            wait_until(lambda: producer.sent >= len(live) // 2, "more events while both run",
+                       proc=b)
             assert not producer.done, "the stream ended before worker A was stopped"
             a.send_signal(signal.SIGTERM)  # graceful stop: B takes every partition
             assert a.wait(60) is not None
-            wait_for(lambda: owned_partitions(tmp_path / "b.log") == [0, 1],
-                     "worker B to take over every partition", proc=b)
+            wait_until(lambda: owned_partitions(b_port) == [0, 1],
+                       "worker B to take over every partition", proc=b)
             producer.join(120)
             assert producer.failed == [] and producer.acked == len(live)
             wait_caught_up(meter_settings, proc=b, timeout_s=240)

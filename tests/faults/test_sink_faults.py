@@ -42,7 +42,7 @@ from tests.faults.sink_support import (
     wait_for_insert,
     workspaces_of,
 )
-from tests.faults.support import wait_for
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -107,8 +107,8 @@ def test_sink_killed_between_insert_and_commit_rewrites_exactly(
     records = backlog + list(producer.produced)
     with running_sink(meter_settings, log, port, group, batch_rows=2000,
                       batch_seconds=0.5) as proc:
-        wait_for(lambda: caught_up(meter_settings, group), "the sink to catch up",
-                 timeout_s=120, poll_s=0.3, proc=proc)
+        wait_until(lambda: caught_up(meter_settings, group), "the sink to catch up",
+                   timeout_s=120, poll_s=0.3, proc=proc)
         assert stop_sink(proc) == 0
     with open_store(meter_settings) as client:
         got = store_contents(client, db, workspaces_of(records))
@@ -136,17 +136,17 @@ def test_sink_waits_out_an_unwritable_store_without_committing_then_catches_up(
     db = meter_settings.clickhouse_database
     with running_sink(meter_settings, log, port, group, batch_rows=2000,
                       batch_seconds=0.3) as proc:
-        wait_for(lambda: caught_up(meter_settings, group), "the backlog", poll_s=0.3,
-                 proc=proc)
+        wait_until(lambda: caught_up(meter_settings, group), "the backlog", poll_s=0.3,
+                   proc=proc)
         producer = TrackedProducer(meter_settings, live, rate_per_s=90)
         producer.start()
         written = rows_written(sink_metrics(port))
-        wait_for(lambda: rows_written(sink_metrics(port)) > written, "live rows", proc=proc)
+        wait_until(lambda: rows_written(sink_metrics(port)) > written, "live rows", proc=proc)
         dirs = table_dirs(meter_settings.chdb_data_path)
         with unwritable(dirs) as how:
             retries = sink_metrics(port).get("meter_sink_insert_retries_total", 0)
-            wait_for(lambda: sink_metrics(port).get("meter_sink_insert_retries_total", 0)
-                     > retries, "a failed insert", proc=proc)
+            wait_until(lambda: sink_metrics(port).get("meter_sink_insert_retries_total", 0)
+                       > retries, "a failed insert", proc=proc)
             # From the first failed insert on, nothing may be committed until the store
             # takes the batch: watch the commits while the stream goes on.
             held = sink_committed(meter_settings, group)
@@ -168,8 +168,8 @@ def test_sink_waits_out_an_unwritable_store_without_committing_then_catches_up(
             outage_retries = int(metrics["meter_sink_insert_retries_total"] - retries)
         producer.join(120)
         assert producer.failed == []
-        wait_for(lambda: caught_up(meter_settings, group), "the sink to catch up",
-                 timeout_s=120, poll_s=0.3, proc=proc)
+        wait_until(lambda: caught_up(meter_settings, group), "the sink to catch up",
+                   timeout_s=120, poll_s=0.3, proc=proc)
         assert sink_metrics(port)["meter_sink_store_ready"] == 1
         assert stop_sink(proc) == 0
     with open_store(meter_settings) as client:
@@ -198,17 +198,17 @@ def test_a_sink_started_while_another_holds_the_store_waits_then_takes_over_exac
     produce_tracked(meter_settings, backlog)
     db = meter_settings.clickhouse_database
     with running_sink(meter_settings, log, old_port, group, batch_seconds=0.3) as old:
-        wait_for(lambda: caught_up(meter_settings, group), "the backlog", poll_s=0.3,
-                 proc=old)
+        wait_until(lambda: caught_up(meter_settings, group), "the backlog", poll_s=0.3,
+                   proc=old)
         producer = TrackedProducer(meter_settings, live, rate_per_s=90)
         producer.start()
         with running_sink(meter_settings, log, new_port, group, batch_seconds=0.3) as new:
-            wait_for(lambda: sink_metrics(new_port).get("meter_sink_insert_retries_total", 0)
-                     >= 3, "the new sink to retry the held store", proc=new)
+            wait_until(lambda: sink_metrics(new_port).get("meter_sink_insert_retries_total", 0)
+                       >= 3, "the new sink to retry the held store", proc=new)
             # Meanwhile the old sink still owns every partition and keeps committing.
             progress = sum(sink_committed(meter_settings, group).values())
-            wait_for(lambda: sum(sink_committed(meter_settings, group).values()) > progress,
-                     "the old sink to commit more", poll_s=0.2, proc=old)
+            wait_until(lambda: sum(sink_committed(meter_settings, group).values()) > progress,
+                       "the old sink to commit more", poll_s=0.2, proc=old)
             metrics = sink_metrics(new_port)
             ready = httpx.get(f"http://127.0.0.1:{new_port}/readyz", timeout=10).status_code
             held_retries = int(metrics["meter_sink_insert_retries_total"])
@@ -220,8 +220,8 @@ def test_a_sink_started_while_another_holds_the_store_waits_then_takes_over_exac
             assert stop_sink(old) == 0  # the old sink writes its batch, commits, lets go
             producer.join(120)
             assert producer.failed == []
-            wait_for(lambda: caught_up(meter_settings, group), "the new sink to catch up",
-                     timeout_s=120, poll_s=0.3, proc=new)
+            wait_until(lambda: caught_up(meter_settings, group), "the new sink to catch up",
+                       timeout_s=120, poll_s=0.3, proc=new)
             new_rows = rows_written(sink_metrics(new_port))
             assert stop_sink(new) == 0
     with open_store(meter_settings) as client:

@@ -21,7 +21,6 @@ from tests.faults.support import (
     scrape,
     stream_output,
     valid_pairs,
-    wait_for,
     wait_plans_applied,
     worker_counted,
     workload_lines,
@@ -31,6 +30,7 @@ from tests.streams.harness import (
     running_worker,
     wait_caught_up,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -53,7 +53,7 @@ def test_a_worker_restarted_without_its_store_recovers_exact_totals(
         wait_plans_applied(meter_settings, w)
         producer = PacedProducer(meter_settings, [r for _, r in first], rate_per_s=2500)
         producer.start()
-        wait_for(lambda: producer.sent >= len(first) // 2, "half of the first part", proc=w)
+        wait_until(lambda: producer.sent >= len(first) // 2, "half of the first part", proc=w)
         w.send_signal(signal.SIGKILL)
         w.wait()
     assert not producer.done, "not a mid-stream kill"

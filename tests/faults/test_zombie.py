@@ -30,11 +30,11 @@ from tests.faults.support import (
     split_plans,
     stream_output,
     valid_events,
-    wait_for,
     wait_plans_applied,
     workload_lines,
 )
 from tests.streams.harness import committed, free_port, running_worker, wait_caught_up
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -87,22 +87,23 @@ def test_a_paused_owner_is_fenced_and_totals_and_alert_ids_stay_exact(
         # slow enough that the stream outlasts A's pause, B's takeover and A's return
         producer = PacedProducer(meter_settings, usage, rate_per_s=350)
         producer.start()
-        wait_for(lambda: producer.sent >= len(usage) // 4, "a quarter of the stream", proc=a)
+        wait_until(lambda: producer.sent >= len(usage) // 4, "a quarter of the stream", proc=a)
         open_at_pause = _pause_mid_transaction(meter_settings, a)
         paused = time.monotonic()
         try:
+            b_port = free_port()
             with running_worker(meter_settings, b_log, data_dir=tmp_path / "b",
-                                web_port=free_port()) as b:
-                wait_for(lambda: owned_partitions(b_log) == [0, 1],
-                         "worker B to take over A's partitions", timeout_s=120, proc=b)
+                                web_port=b_port) as b:
+                wait_until(lambda: owned_partitions(b_port) == [0, 1],
+                           "worker B to take over A's partitions", timeout_s=120, proc=b)
                 taken_over = time.monotonic() - paused
                 before = progress(committed(meter_settings, group, ends))
-                wait_for(lambda: progress(committed(meter_settings, group, ends)) > before,
-                         "worker B to commit more", proc=b)
+                wait_until(lambda: progress(committed(meter_settings, group, ends)) > before,
+                           "worker B to commit more", proc=b)
                 assert not producer.done, "the stream ended before A resumed"
                 a.send_signal(signal.SIGCONT)
-                wait_for(lambda: b"fenced" in a_log.read_bytes(), "A to say it was fenced",
-                         timeout_s=120)
+                wait_until(lambda: b"fenced" in a_log.read_bytes(), "A to say it was fenced",
+                           timeout_s=120)
                 producer.join(120)
                 assert producer.failed == [] and producer.acked == len(usage)
                 wait_caught_up(meter_settings, proc=b, timeout_s=240)

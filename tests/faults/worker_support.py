@@ -21,6 +21,7 @@ from groundwork.kafka import end_offsets
 from groundwork.ports import free_port_pair
 from groundwork.settings import Settings, load_settings
 from tests.streams.harness import committed
+from tests.waiting import wait_until
 
 # (base topic, key, value); key None is a record without a key
 RawRecord = tuple[str, bytes | None, bytes]
@@ -125,18 +126,19 @@ def wait_committed(settings: Settings, topics: list[str] | tuple[str, ...],
     ``tests.streams.harness.wait_caught_up``, which gives up on the first broker error).
     Giving up shows the tail of the worker's ``log``: where it was stuck."""
     group = settings.topic_prefix + settings.worker_id
-    deadline = time.monotonic() + timeout_s
     ends = end_offsets(settings, topics)
     last: dict[tuple[str, int], int] | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the worker exited with {proc.returncode} waiting for {what}")
+
+    def reached() -> bool:
+        nonlocal last
         last = committed_now(settings, group, ends)
-        if last is not None and all(last.get(k, -1) >= v for k, v in ends.items() if v > 0):
-            return
-        time.sleep(0.5)
-    tail = f"\nthe worker's log ends:\n{log_tail(log)}" if log is not None else ""
-    raise AssertionError(f"gave up waiting for {what}: committed {last}, ends {ends}{tail}")
+        return last is not None and all(last.get(k, -1) >= v for k, v in ends.items() if v > 0)
+
+    def said() -> str:
+        tail = f"\nthe worker's log ends:\n{log_tail(log)}" if log is not None else ""
+        return f"{what}: committed {last}, ends {ends}{tail}"
+
+    wait_until(reached, said, timeout_s, proc=proc, poll_s=0.5)
 
 
 # --- a dedicated broker ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from groundwork.ports import free_port, free_port_pair
 from groundwork.processes import alive
 from groundwork.settings import Settings, load_settings
 from meter import supervisor
+from tests.waiting import wait_until
 
 SERVICES = ["worker-1", "worker-2", "api", "alerts", "sink", "dashboard"]
 
@@ -56,15 +57,15 @@ def _processes_of(data_dir: Path) -> list[int]:
 
 
 def _wait_all_ready(settings: Settings, names: list[str], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
     rows: list[supervisor.ServiceStatus] = []
-    while time.monotonic() < deadline:
+
+    def all_ready() -> bool:
+        nonlocal rows
         _, rows = supervisor.status(settings)
         ready = sorted(r.name for r in rows if r.running and r.healthy and r.ready)
-        if ready == sorted(["kafka", *names]):
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"not every service became ready: {rows}")
+        return ready == sorted(["kafka", *names])
+
+    wait_until(all_ready, lambda: f"every service to be ready: {rows}", timeout_s, poll_s=1.0)
 
 
 @pytest.fixture

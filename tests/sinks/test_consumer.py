@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sinks.shape import parse_time
 from sinks.store import StoreHandle
 from sinks.writer import Backoff, BatchWriter
 from tests.schemas.test_evolution import write_with
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -112,14 +113,6 @@ def snapshot_rows(client: Client) -> Sequence[Sequence[Any]]:
         "SELECT workspace_id, toUnixTimestamp64Milli(cycle_start), dimension, key, metric, "
         "value, version FROM meter.usage_snapshots ORDER BY version, dimension, metric"
     ).result_rows
-
-
-def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 60) -> None:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def drain(sink: SinkConsumer, expected_records: int) -> None:
@@ -269,7 +262,7 @@ def test_the_sink_waits_for_a_locked_store_and_then_resumes(
         sink = SinkConsumer(meter_settings, writer, group_id=group)
         thread = threading.Thread(target=sink.run, daemon=True)
         thread.start()
-        wait_for(lambda: writer.metrics.insert_retries >= 3, "the sink to retry")
+        wait_until(lambda: writer.metrics.insert_retries >= 3, "the sink to retry")
         assert committed(meter_settings, group) == 0
         assert writer.metrics.rows_written == {}
     finally:
@@ -277,7 +270,7 @@ def test_the_sink_waits_for_a_locked_store_and_then_resumes(
         holder.stdin.close()  # the other process lets go of the store
         holder.wait(timeout=60)
     try:
-        wait_for(lambda: committed(meter_settings, group) == len(records) - 1, "the commit")
+        wait_until(lambda: committed(meter_settings, group) == len(records) - 1, "the commit")
     finally:
         sink.stop.set()
         thread.join(timeout=60)
@@ -323,17 +316,17 @@ def test_a_store_outage_longer_than_the_poll_interval_skips_the_refused_commit_a
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        wait_for(lambda: writer.metrics.insert_retries >= 1, "the sink to retry")
-        wait_for(lambda: group_members(meter_settings, group) == 0,
-                 "the consumer to leave its group while the batch waits", deadline_s=90)
+        wait_until(lambda: writer.metrics.insert_retries >= 1, "the sink to retry")
+        wait_until(lambda: group_members(meter_settings, group) == 0,
+                   "the consumer to leave its group while the batch waits", timeout_s=90)
         assert committed(meter_settings, group) == 0
     finally:
         assert holder.stdin is not None
         holder.stdin.close()  # the other process lets go of the store
         holder.wait(timeout=60)
     try:
-        wait_for(lambda: committed(meter_settings, group) == len(records) - 1 or not
-                 thread.is_alive(), "the commit after the outage", deadline_s=90)
+        wait_until(lambda: committed(meter_settings, group) == len(records) - 1 or not
+                   thread.is_alive(), "the commit after the outage", timeout_s=90)
         assert failures == [] and thread.is_alive()
         assert committed(meter_settings, group) == len(records) - 1
         assert writer.metrics.commits_refused >= 1

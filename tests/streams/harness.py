@@ -24,6 +24,7 @@ from schemas.jsonl import parse_line
 from schemas.reading import read_all
 from schemas.validation import InvalidEvent
 from streams.worker import INPUT_TOPICS
+from tests.waiting import wait_until
 
 
 def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
@@ -107,15 +108,16 @@ def wait_caught_up(settings: Settings, timeout_s: float = 180.0,
     group = settings.topic_prefix + settings.worker_id
     ends = end_offsets(settings, INPUT_TOPICS)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the worker exited with {proc.returncode}")
+    done: dict[tuple[str, int], int] = {}
+
+    def caught_up() -> bool:
+        nonlocal done
         done = committed(settings, group, ends)
-        if all(done.get(k, -1) >= end for k, end in ends.items() if end > 0):
-            wait_snapshots_settled(settings, deadline)
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"worker did not catch up in {timeout_s} s: {done} vs {ends}")
+        return all(done.get(k, -1) >= end for k, end in ends.items() if end > 0)
+
+    wait_until(caught_up, lambda: f"the worker to catch up: {done} vs {ends}", timeout_s,
+               proc=proc, poll_s=0.5)
+    wait_snapshots_settled(settings, deadline)
 
 
 def wait_snapshots_settled(settings: Settings, deadline: float, quiet_s: float = 3.0) -> None:

@@ -32,6 +32,18 @@ def test_each_worker_renders_its_own_registry_and_none_writes_to_the_global_one(
     assert "meter_worker" not in generate_latest(REGISTRY).decode()
 
 
+def test_owned_partitions_render_one_sample_each() -> None:
+    text = WorkerMetrics(owned_partitions=[0, 2]).render()
+    assert "# TYPE meter_worker_partition_owned gauge\n" in text
+    samples = [line for line in text.splitlines()
+               if line.startswith("meter_worker_partition_owned{")]
+    assert samples == [
+        'meter_worker_partition_owned{partition="0"} 1.0',
+        'meter_worker_partition_owned{partition="2"} 1.0',
+    ]
+    assert "meter_worker_partition_owned{" not in WorkerMetrics().render()
+
+
 def test_lag_and_open_transaction_gap_come_from_librdkafka_statistics() -> None:
     def partition(app: int, nxt: int, hi: int, ls: int) -> dict[str, object]:
         return {"fetch_state": "active", "app_offset": app, "next_offset": nxt,

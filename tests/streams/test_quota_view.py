@@ -25,6 +25,7 @@ from streams.quota_view import HARD_QUOTAS, QuotaView, UnknownWorkspace
 from streams.state_view import HEARTBEAT_KEY_PREFIX, heartbeat_record
 from tests.meter.transactions import TransactionalWriter
 from tests.streams.harness import event_line, usage_lines
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -102,12 +103,8 @@ def pairs(published: Settings, clock: list[int]) -> Iterator[dict[str, Pair]]:
 
 
 def _wait_http_ready(client: TestClient) -> None:
-    import time
-
-    deadline = time.monotonic() + 30
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "the API's view did not get ready"
-        time.sleep(0.1)
+    wait_until(lambda: client.get("/readyz").status_code == 200, "the API's view to get ready",
+               timeout_s=30)
 
 
 def _embedded(view: QuotaView, check: dict[str, Any]) -> tuple[int, dict[str, Any]]:

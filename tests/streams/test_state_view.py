@@ -4,7 +4,6 @@ markers, up to an open transaction, or at once when empty), never an aborted rec
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from groundwork.settings import Settings
 from streams.state_view import QuotaStateView
 from tests.meter.transactions import TransactionalWriter, state_item
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -67,7 +67,5 @@ def test_an_open_transaction_does_not_hold_readiness_back(
         view = start_view()
         assert view.wait_ready(20)
         assert (_version(view, "wa"), view.get("wb")) == (1, None)
-    deadline = time.monotonic() + 20
-    while (_version(view, "wa"), _version(view, "wb")) != (2, 1):  # committed: it follows
-        assert time.monotonic() < deadline, "the view did not follow the commit"
-        time.sleep(0.1)
+    wait_until(lambda: (_version(view, "wa"), _version(view, "wb")) == (2, 1),  # committed
+               "the view to follow the commit", timeout_s=20)

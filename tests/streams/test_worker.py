@@ -21,6 +21,7 @@ import pytest
 
 from groundwork.settings import Settings
 from schemas.codec import encode_record, schema_id_of
+from schemas.quotas import CYCLE_COUNTER_NAMES
 from tests.streams.harness import (
     committed,
     differences,
@@ -43,7 +44,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 # totals cannot depend on the order across topics (S1). anchor_jan31_clamp spans five.
 SAME_OR_ADJACENT_CYCLE_CASES = ("boundary_80", "jump_70_to_101", "rearm_topup",
                                 "breakdowns_no_plan", "duplicates", "invalid_events")
-COUNTER_QUOTAS = ("ai_tokens", "schedule_runs", "api_requests_per_cycle")
+COUNTER_QUOTAS = CYCLE_COUNTER_NAMES
 
 
 def _case_lines(acceptance_dir: Path, cases: tuple[str, ...]) -> list[bytes]:
@@ -198,6 +199,10 @@ def test_quota_state_and_worker_metrics_after_a_run(
     assert ready.status_code == 200
     assert "meter_worker_crossings_total 3" in metrics
     assert 'meter_worker_consumer_lag{partition="' in metrics  # labels in name order
+    owned = [line for line in metrics.splitlines()
+             if line.startswith("meter_worker_partition_owned{")]
+    assert owned == [f'meter_worker_partition_owned{{partition="{p}"}} 1.0'
+                     for p in range(meter_settings.kafka_partitions)]  # the only worker
     latest: dict[str, dict[str, Any]] = {}
     for _, record in read_topic(meter_settings, "quota.state"):
         if record["workspace_id"]:  # heartbeats have none
