@@ -8,12 +8,16 @@ from its changelog reads such bytes.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from schemas.aggregates import METRICS_OF
 from streams.core.meter import WorkspaceMeter
+from streams.core.state_codec import decode_meter, encode_meter
+from streams.core.usage import BREAKDOWNS
 
 from .builders import (
     alert_settings,
@@ -89,15 +93,25 @@ def write_golden() -> None:
     """Rewrite the golden files from this code (only on purpose: a new state format)."""
     GOLDEN.mkdir(exist_ok=True)
     for name, build in CASES.items():
-        (GOLDEN / name).write_bytes(build().to_bytes())
+        (GOLDEN / name).write_bytes(encode_meter(build()))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_same_events_write_the_golden_bytes(name: str) -> None:
-    assert CASES[name]().to_bytes() == (GOLDEN / name).read_bytes()
+    assert encode_meter(CASES[name]()) == (GOLDEN / name).read_bytes()
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_bytes_read_back_and_write_the_same_bytes(name: str) -> None:
     blob = (GOLDEN / name).read_bytes()
-    assert WorkspaceMeter.from_bytes(blob).to_bytes() == blob
+    assert encode_meter(decode_meter(blob)) == blob
+
+
+@pytest.mark.parametrize("dimension", sorted(BREAKDOWNS))
+def test_breakdown_records_store_their_metrics_in_the_contract_order(dimension: str) -> None:
+    record_type = BREAKDOWNS[dimension]
+    assert tuple(f.name for f in fields(record_type)) == METRICS_OF[dimension]
+    numbered = record_type(*range(1, len(METRICS_OF[dimension]) + 1))
+    assert numbered.values() == tuple(range(1, len(METRICS_OF[dimension]) + 1))
+    # a record stored before its trailing metrics existed reads them as zero
+    assert record_type(7).values() == (7,) + (0,) * (len(METRICS_OF[dimension]) - 1)
