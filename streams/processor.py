@@ -36,6 +36,7 @@ from schemas.events import Event
 from schemas.validation import InvalidEvent
 from streams.core.dedup import EventIds
 from streams.core.meter import WorkspaceMeter
+from streams.core.state_codec import decode_meter, encode_meter
 from streams.idstore import IdChanges, IdStore
 from streams.localstore import LocalStore
 from streams.metrics import BatchCounts
@@ -108,13 +109,13 @@ class WorkspaceEntry:
 
     def to_bytes(self) -> bytes:
         header = orjson.dumps(self.fences)
-        return _HEADER.pack(len(header)) + header + self.meter.to_bytes()
+        return _HEADER.pack(len(header)) + header + encode_meter(self.meter)
 
     @classmethod
     def from_bytes(cls, data: bytes, ids_from_state: Callable[[Any], EventIds]
                    ) -> WorkspaceEntry:
         (size,) = _HEADER.unpack_from(data)
-        meter = WorkspaceMeter.from_bytes(data[4 + size:], ids_from_state=ids_from_state)
+        meter = decode_meter(data[4 + size:], ids_from_state=ids_from_state)
         return cls(meter=meter, fences=orjson.loads(data[4:4 + size]))
 
 

@@ -6,7 +6,8 @@ This is the processor the stream worker, the replay and the tests drive:
     outcome = meter.apply(event)          # counted / duplicate / rejected + crossings
     meter.take_changed_aggregates(now_ms) # usage.aggregates records of changed cycles
     meter.quota_state_record(now_ms)      # the quota.state record
-    blob = meter.to_bytes(); WorkspaceMeter.from_bytes(blob)   # the stored state
+
+Its stored form (the stream's changelog and local store) is ``streams.core.state_codec``'s.
 
 What it holds (and why memory is bounded): the current and the previous cycle only
 (S4: older cycles no longer accept events), the running gauges (registered machine
@@ -17,8 +18,8 @@ the timeline segments still needed for those cycles. A cycle leaving the open
 window is handed to ``on_cycle_closed`` (the replay collects them for usage.json;
 the stream has already emitted its aggregates) and forgotten.
 
-Hot path: an event inside the current cycle compares two ints to find its cycle,
-does one S6 lookup, updates ints in place and compares usage with
+Hot path: an event inside the current cycle does one S6 lookup, compares two ints
+to find its cycle (``_count``), updates ints in place and compares usage with
 ``fire_at`` (the usage at which the next threshold fires); nothing is allocated for
 an event that crosses nothing (the outcome is a shared constant).
 """
@@ -27,8 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
-
-import orjson
 
 from schemas.events import (
     DEFAULT_FORECAST_LEAD_DAYS,
@@ -74,6 +73,7 @@ from streams.core.quotas import (
     Q_MACHINES,
     Q_SCHEDULE_RUNS,
     Q_STORAGE,
+    QUOTA_COUNT,
     QUOTA_INDEX,
     USED_FIELD,
     PlanTerms,
@@ -86,12 +86,12 @@ from streams.core.usage import (
     LIMITS,
     TOTALS,
     CycleUsage,
-    new_entry,
-    plan_from_state,
-    plan_to_state,
+    MachineUsage,
+    MemberUsage,
+    SkillUsage,
+    TokenUsage,
 )
 
-STATE_FORMAT: Final = 1
 DAY_MS: Final = 86_400_000
 _CATEGORY: Final = {name: i for i, name in enumerate(STORAGE_CATEGORIES)}
 
@@ -173,7 +173,7 @@ class WorkspaceMeter:
         self.pending_aggregates: list[dict[str, Any]] = []
         # Forecast alerts, per quota: the lead (ms before the cycle ends that 100 % must be
         # projected) when the latest alert_settings opts the quota in, else None.
-        self.forecast_leads: list[int | None] = [None] * 6
+        self.forecast_leads: list[int | None] = [None] * QUOTA_COUNT
         self._full_eval = False  # evaluate every quota at the end of this event (S9)
 
     # ------------------------------------------------------------------ entry point
@@ -183,6 +183,29 @@ class WorkspaceMeter:
         return _HANDLERS[type(event)](self, event)
 
     # ------------------------------------------------------------------ cycles (S2-S4)
+
+    def _count(self, kind: int, ev: Event) -> CycleUsage | Outcome:
+        """The preamble of counting ``ev`` (an event with an S6 window of type ``kind``):
+        the cycle record it counts in, its id now remembered; or, when it does not
+        count, its outcome (a duplicate, S6; a closed cycle, S4)."""
+        ids = self.ids
+        if ids.seen(kind, ev.event_id):
+            return DUPLICATE
+        t = ev.occurred_at
+        c = self.cur
+        if c is None or not c.start <= t < c.end:
+            c = self._enter(t)
+            if c is None:
+                return _closed(t, self.prev_start)
+        ids.remember(kind, ev.event_id, t)
+        return c
+
+    def _cycle_at(self, t: int) -> CycleUsage | None:
+        """The cycle record an event at ``t`` counts in (see ``_enter``)."""
+        c = self.cur
+        if c is not None and c.start <= t < c.end:
+            return c
+        return self._enter(t)
 
     def _enter(self, t: int) -> CycleUsage | None:
         """The cycle record an event at ``t`` counts in, rolling over if it is newer (S4).
@@ -335,23 +358,16 @@ class WorkspaceMeter:
     # ------------------------------------------------------------------ handlers
 
     def _tokens(self, ev: TokensEvent) -> Outcome:
-        ids = self.ids
-        if ids.seen(K_TOKENS, ev.event_id):
-            return DUPLICATE
-        t = ev.occurred_at
-        c = self.cur
-        if c is None or not c.start <= t < c.end:
-            c = self._enter(t)
-            if c is None:
-                return _closed(t, self.prev_start)
-        ids.remember(K_TOKENS, ev.event_id, t)
+        c = self._count(K_TOKENS, ev)
+        if isinstance(c, Outcome):
+            return c
         n = ev.input_tokens + ev.output_tokens
         c.ai_tokens += n
         pricer = self.pricer
         cost: int | None = 0
         if pricer is not None:
-            cost = pricer.cost(ev.provider, ev.model, t, ev.input_tokens, ev.output_tokens,
-                               ev.cache_read_tokens, ev.cache_write_tokens)
+            cost = pricer.cost(ev.provider, ev.model, ev.occurred_at, ev.input_tokens,
+                               ev.output_tokens, ev.cache_read_tokens, ev.cache_write_tokens)
             if c.prices_version is None:
                 c.prices_version = pricer.version
         unpriced = 0
@@ -363,46 +379,36 @@ class WorkspaceMeter:
             c.cost_micros += cost
         member = c.by_member.get(ev.member_id)
         if member is None:
-            member = c.by_member[ev.member_id] = new_entry("member")
-        member[0] += n
-        member[4] += cost
+            member = c.by_member[ev.member_id] = MemberUsage()
+        member.ai_tokens += n
+        member.cost_micros += cost
         if ev.surface == "chat":
-            member[1] += n
+            member.chat_tokens += n
         machine_id = ev.machine_id
         if machine_id is not None:
             machine = c.by_machine.get(machine_id)
             if machine is None:
-                machine = c.by_machine[machine_id] = new_entry("machine")
-            machine[1] += n
-            machine[2] += cost
+                machine = c.by_machine[machine_id] = MachineUsage()
+            machine.ai_tokens += n
+            machine.cost_micros += cost
         skill_name = ev.skill
         if skill_name is not None:
             skill = c.by_skill.get(skill_name)
             if skill is None:
-                skill = c.by_skill[skill_name] = new_entry("skill")
-            skill[2] += n
-            skill[3] += cost
+                skill = c.by_skill[skill_name] = SkillUsage()
+            skill.ai_tokens += n
+            skill.cost_micros += cost
         provider_name = ev.provider
         provider = c.by_provider.get(provider_name)
         if provider is None:
-            provider = c.by_provider[provider_name] = new_entry("provider")
+            provider = c.by_provider[provider_name] = TokenUsage()
             c.by_model[provider_name] = {}
-        provider[0] += ev.input_tokens
-        provider[1] += ev.output_tokens
-        provider[2] += ev.cache_read_tokens
-        provider[3] += ev.cache_write_tokens
-        provider[4] += cost
-        provider[5] += unpriced
+        provider.add(ev, cost, unpriced)
         models = c.by_model[provider_name]
         model = models.get(ev.model)
         if model is None:
-            model = models[ev.model] = new_entry("model")
-        model[0] += ev.input_tokens
-        model[1] += ev.output_tokens
-        model[2] += ev.cache_read_tokens
-        model[3] += ev.cache_write_tokens
-        model[4] += cost
-        model[5] += unpriced
+            model = models[ev.model] = TokenUsage()
+        model.add(ev, cost, unpriced)
         dirty = c.dirty
         if dirty is not None:
             dirty.add(TOTALS)
@@ -421,25 +427,18 @@ class WorkspaceMeter:
         return self._forecasts(c, (Q_AI_TOKENS,), ev, outcome)
 
     def _command(self, ev: CommandEvent) -> Outcome:
-        ids = self.ids
-        if ids.seen(K_COMMAND, ev.event_id):
-            return DUPLICATE
-        t = ev.occurred_at
-        c = self.cur
-        if c is None or not c.start <= t < c.end:
-            c = self._enter(t)
-            if c is None:
-                return _closed(t, self.prev_start)
-        ids.remember(K_COMMAND, ev.event_id, t)
+        c = self._count(K_COMMAND, ev)
+        if isinstance(c, Outcome):
+            return c
         c.commands += 1
         member = c.by_member.get(ev.member_id)
         if member is None:
-            member = c.by_member[ev.member_id] = new_entry("member")
-        member[3] += 1
+            member = c.by_member[ev.member_id] = MemberUsage()
+        member.commands += 1
         machine = c.by_machine.get(ev.machine_id)
         if machine is None:
-            machine = c.by_machine[ev.machine_id] = new_entry("machine")
-        machine[0] += 1
+            machine = c.by_machine[ev.machine_id] = MachineUsage()
+        machine.commands += 1
         dirty = c.dirty
         if dirty is not None:
             dirty.add(TOTALS)
@@ -450,21 +449,14 @@ class WorkspaceMeter:
         return COUNTED
 
     def _schedule_run(self, ev: ScheduleRunEvent) -> Outcome:
-        ids = self.ids
-        if ids.seen(K_SCHEDULE, ev.event_id):
-            return DUPLICATE
-        t = ev.occurred_at
-        c = self.cur
-        if c is None or not c.start <= t < c.end:
-            c = self._enter(t)
-            if c is None:
-                return _closed(t, self.prev_start)
-        ids.remember(K_SCHEDULE, ev.event_id, t)
+        c = self._count(K_SCHEDULE, ev)
+        if isinstance(c, Outcome):
+            return c
         c.schedule_runs += 1
         member = c.by_member.get(ev.member_id)
         if member is None:
-            member = c.by_member[ev.member_id] = new_entry("member")
-        member[2] += 1
+            member = c.by_member[ev.member_id] = MemberUsage()
+        member.schedule_runs += 1
         dirty = c.dirty
         if dirty is not None:
             dirty.add(TOTALS)
@@ -477,23 +469,16 @@ class WorkspaceMeter:
         return self._forecasts(c, (Q_SCHEDULE_RUNS,), ev, outcome)
 
     def _skill(self, ev: SkillEvent) -> Outcome:
-        ids = self.ids
-        if ids.seen(K_SKILL, ev.event_id):
-            return DUPLICATE
-        t = ev.occurred_at
-        c = self.cur
-        if c is None or not c.start <= t < c.end:
-            c = self._enter(t)
-            if c is None:
-                return _closed(t, self.prev_start)
-        ids.remember(K_SKILL, ev.event_id, t)
+        c = self._count(K_SKILL, ev)
+        if isinstance(c, Outcome):
+            return c
         c.skill_invocations += 1
         skill = c.by_skill.get(ev.skill)
         if skill is None:
-            skill = c.by_skill[ev.skill] = new_entry("skill")
-        skill[0] += 1
+            skill = c.by_skill[ev.skill] = SkillUsage()
+        skill.invocations += 1
         if ev.cache_hit:
-            skill[1] += 1
+            skill.cache_hits += 1
         dirty = c.dirty
         if dirty is not None:
             dirty.add(TOTALS)
@@ -503,20 +488,13 @@ class WorkspaceMeter:
         return COUNTED
 
     def _api(self, ev: ApiEvent) -> Outcome:
-        ids = self.ids
-        if ids.seen(K_API, ev.event_id):
-            return DUPLICATE
-        t = ev.occurred_at
-        c = self.cur
-        if c is None or not c.start <= t < c.end:
-            c = self._enter(t)
-            if c is None:
-                return _closed(t, self.prev_start)
-        ids.remember(K_API, ev.event_id, t)
+        c = self._count(K_API, ev)
+        if isinstance(c, Outcome):
+            return c
         n = ev.requests
         c.api_requests += n
         # S7: per-minute counts for the latest two event-time minutes only.
-        minute = t // MINUTE_MS
+        minute = ev.occurred_at // MINUTE_MS
         count: int | None
         if minute == self.minute_new:
             count = self.count_new = self.count_new + n
@@ -551,10 +529,7 @@ class WorkspaceMeter:
 
     def _gauge_cycle(self, t: int) -> tuple[CycleUsage | None, CycleUsage]:
         """(the event's own open cycle or None if closed, the current cycle) for a gauge."""
-        c = self.cur
-        if c is not None and c.start <= t < c.end:
-            return c, c
-        own = self._enter(t)
+        own = self._cycle_at(t)
         cur = self.cur
         assert cur is not None  # a closed cycle implies a current one
         return own, cur
@@ -626,7 +601,7 @@ class WorkspaceMeter:
             c = self._enter(t)
             assert c is not None
         else:
-            found = self._enter(t) if not self.cur.start <= t < self.cur.end else self.cur
+            found = self._cycle_at(t)
             if found is None:
                 return _closed(t, self.prev_start)
             c = found
@@ -660,11 +635,9 @@ class WorkspaceMeter:
         if self.topup_ids.seen(ev.event_id):
             return DUPLICATE  # S6: top-up ids are remembered while their cycle is open
         t = ev.occurred_at
-        c = self.cur
-        if c is None or not c.start <= t < c.end:
-            c = self._enter(t)
-            if c is None:
-                return _closed(t, self.prev_start)
+        c = self._cycle_at(t)
+        if c is None:
+            return _closed(t, self.prev_start)
         self.topup_ids.remember(ev.event_id, c.start)
         q = QUOTA_INDEX[ev.quota]
         c.topups[q] += ev.amount  # S8 (on a null limit it has no effect: effective_limit)
@@ -673,18 +646,11 @@ class WorkspaceMeter:
         return self._forecasts(c, (q,), ev, self._evaluate(c, ev, (q,)))
 
     def _alert_settings(self, ev: AlertSettingsEvent) -> Outcome:
-        ids = self.ids
-        if ids.seen(K_ALERT, ev.event_id):
-            return DUPLICATE
-        t = ev.occurred_at
-        c = self.cur
-        if c is None or not c.start <= t < c.end:
-            c = self._enter(t)
-            if c is None:
-                return _closed(t, self.prev_start)
-        ids.remember(K_ALERT, ev.event_id, t)
+        c = self._count(K_ALERT, ev)
+        if isinstance(c, Outcome):
+            return c
         # The settings in force from now on: forecast alerts of the quotas opted in.
-        leads: list[int | None] = [None] * 6
+        leads: list[int | None] = [None] * QUOTA_COUNT
         for opt_in in ev.forecasts:
             days = DEFAULT_FORECAST_LEAD_DAYS if opt_in.lead_days is None else opt_in.lead_days
             leads[QUOTA_INDEX[opt_in.quota]] = days * DAY_MS
@@ -780,72 +746,6 @@ class WorkspaceMeter:
             "quotas": quotas,
             "api_minute": self.minute_new * MINUTE_MS if self.minute_new >= 0 else None,
         }
-
-    # ------------------------------------------------------------------ state
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "f": STATE_FORMAT,
-            "ws": self.workspace_id,
-            "tl": self.timeline.segments(),
-            "plan": plan_to_state(self.plan),
-            "cur": None if self.cur is None else self.cur.to_state(),
-            "prev": None if self.prev is None else self.prev.to_state(),
-            "ps": self.prev_start,
-            "carry": [self.carry_machines, self.carry_storage],
-            "mids": sorted(self.machine_ids),
-            "st": self.storage,
-            "min": [self.minute_old, self.count_old, self.minute_new, self.count_new],
-            "ids": self.ids.to_state(),
-            "tids": self.topup_ids.to_state(),
-            "v": self.version,
-            "closed": self.pending_aggregates,
-            "track": self.track_changes,
-            "fc": self.forecast_leads,
-        }
-
-    def to_bytes(self) -> bytes:
-        """Compact serialization (orjson): the stream's changelog and local store value."""
-        return orjson.dumps(self.to_state())
-
-    @classmethod
-    def from_state(
-        cls, state: dict[str, Any], *, on_cycle_closed: CycleListener | None = None,
-        ids_from_state: Callable[[Any], EventIds] = IdWindows.from_state,
-    ) -> WorkspaceMeter:
-        """``ids_from_state`` rebuilds the S6 memory from what ``EventIds.to_state`` kept."""
-        if state.get("f") != STATE_FORMAT:
-            raise ValueError(f"unknown meter state format {state.get('f')!r}")
-        meter = cls(state["ws"], track_changes=state["track"], on_cycle_closed=on_cycle_closed)
-        meter.timeline = Timeline.from_segments([(s[0], s[1], s[2]) for s in state["tl"]])
-        meter.plan = plan_from_state(state["plan"])
-        meter.cur = None if state["cur"] is None else CycleUsage.from_state(state["cur"])
-        meter.prev = None if state["prev"] is None else CycleUsage.from_state(state["prev"])
-        # Cycles share the plan object in force while it is unchanged (identity fast path).
-        for record in meter.open_cycles():
-            if record.plan == meter.plan:
-                record.plan = meter.plan
-        meter.prev_start = state["ps"]
-        meter.carry_machines, meter.carry_storage = state["carry"]
-        meter.machine_ids = set(state["mids"])
-        meter.storage = list(state["st"])
-        meter.storage_total = sum(meter.storage)
-        meter.minute_old, meter.count_old, meter.minute_new, meter.count_new = state["min"]
-        meter.ids = ids_from_state(state["ids"])
-        meter.topup_ids = CycleIds.from_state(state["tids"])
-        meter.version = state["v"]
-        meter.pending_aggregates = list(state["closed"])
-        # state written before forecast alerts: no quota opted in
-        meter.forecast_leads = list(state.get("fc") or [None] * 6)
-        return meter
-
-    @classmethod
-    def from_bytes(
-        cls, data: bytes, *, on_cycle_closed: CycleListener | None = None,
-        ids_from_state: Callable[[Any], EventIds] = IdWindows.from_state,
-    ) -> WorkspaceMeter:
-        return cls.from_state(orjson.loads(data), on_cycle_closed=on_cycle_closed,
-                              ids_from_state=ids_from_state)
 
 
 _HANDLERS: Final[dict[type, Callable[[WorkspaceMeter, Any], Outcome]]] = {

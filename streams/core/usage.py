@@ -1,36 +1,35 @@
 """What one workspace used in one cycle: counters, gauge snapshots and breakdowns (S7, S12).
 
-A ``CycleUsage`` is a plain slotted object of ints and small lists, so that the
+A ``CycleUsage`` is a plain slotted object of ints and small records, so that the
 hot path is attribute arithmetic. It renders itself as a ``usage.json`` cycle
-(``to_usage_json``) and as ``usage.aggregates`` rows (``rows``), and serializes to
-plain lists (``to_state``/``from_state``) for the stream's table.
+(``to_usage_json``) and as ``usage.aggregates`` values (``entry_values``); its stored
+form (the stream's table) is ``streams.core.state_codec``'s.
 
-Breakdown entries are lists of ints, in this order (``schemas.aggregates.METRICS_OF``):
-- ``by_machine[machine_id]``: commands, ai_tokens, cost_micros
-- ``by_member[member_id]``: ai_tokens, chat_tokens, schedule_runs, commands, cost_micros
-- ``by_skill[skill]``: invocations, cache_hits, ai_tokens, cost_micros
-- ``by_provider[provider]``, ``by_model[provider][model]``: input_tokens, output_tokens,
-  cache_read_tokens, cache_write_tokens, cost_micros, unpriced_tokens
+Breakdown entries are small slotted records whose fields are their dimension's metrics,
+in the order ``schemas.aggregates.METRICS_OF`` gives them (``values()``):
+- ``by_machine[machine_id]``: ``MachineUsage``
+- ``by_member[member_id]``: ``MemberUsage``
+- ``by_skill[skill]``: ``SkillUsage``
+- ``by_provider[provider]``, ``by_model[provider][model]``: ``TokenUsage``
 
-Cost (``cost_micros``) is integer micro-dollars (``streams.core.pricing``). State written
-before costs were metered has shorter lists; ``from_state`` pads them with zeros.
+Cost (``cost_micros``) is integer micro-dollars (``streams.core.pricing``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 from schemas.aggregates import (
     MACHINE_METRICS,
     MEMBER_METRICS,
-    METRICS_OF,
     SKILL_METRICS,
     TOKEN_METRICS,
     TOTAL_METRICS,
 )
-from schemas.events import QUOTAS, Limits
-from streams.core.quotas import NO_PLAN, QUOTA_COUNT, PlanTerms, QuotaArms, effective_limit
+from schemas.events import QUOTAS, TokensEvent
+from streams.core.quotas import QUOTA_COUNT, PlanTerms, QuotaArms, effective_limit
 from streams.core.timefmt import utc_text
 
 # Dirty markers for usage.aggregates (dimension, key); totals and limits have key "".
@@ -38,6 +37,78 @@ TOTALS: Final = ("totals", "")
 LIMITS: Final = ("limits", "")
 
 Entry = tuple[str, str]
+
+
+@dataclass(slots=True)
+class MachineUsage:
+    """One machine's breakdown entry (``METRICS_OF["machine"]``)."""
+
+    commands: int = 0
+    ai_tokens: int = 0
+    cost_micros: int = 0
+
+    def values(self) -> tuple[int, ...]:
+        return (self.commands, self.ai_tokens, self.cost_micros)
+
+
+@dataclass(slots=True)
+class MemberUsage:
+    """One member's breakdown entry (``METRICS_OF["member"]``)."""
+
+    ai_tokens: int = 0
+    chat_tokens: int = 0
+    schedule_runs: int = 0
+    commands: int = 0
+    cost_micros: int = 0
+
+    def values(self) -> tuple[int, ...]:
+        return (self.ai_tokens, self.chat_tokens, self.schedule_runs, self.commands,
+                self.cost_micros)
+
+
+@dataclass(slots=True)
+class SkillUsage:
+    """One skill's breakdown entry (``METRICS_OF["skill"]``)."""
+
+    invocations: int = 0
+    cache_hits: int = 0
+    ai_tokens: int = 0
+    cost_micros: int = 0
+
+    def values(self) -> tuple[int, ...]:
+        return (self.invocations, self.cache_hits, self.ai_tokens, self.cost_micros)
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """One provider's or model's breakdown entry (``METRICS_OF["provider"]``, the same
+    as ``METRICS_OF["model"]``); ``unpriced_tokens`` are not in ``cost_micros``."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_micros: int = 0
+    unpriced_tokens: int = 0
+
+    def values(self) -> tuple[int, ...]:
+        return (self.input_tokens, self.output_tokens, self.cache_read_tokens,
+                self.cache_write_tokens, self.cost_micros, self.unpriced_tokens)
+
+    def add(self, ev: TokensEvent, cost: int, unpriced: int) -> None:
+        """Count one tokens event priced at ``cost`` (``unpriced``: its tokens, if the
+        price table does not know its model)."""
+        self.input_tokens += ev.input_tokens
+        self.output_tokens += ev.output_tokens
+        self.cache_read_tokens += ev.cache_read_tokens
+        self.cache_write_tokens += ev.cache_write_tokens
+        self.cost_micros += cost
+        self.unpriced_tokens += unpriced
+
+
+# dimension -> its breakdown record (each record's fields are the dimension's metrics)
+BREAKDOWNS: Final = {"machine": MachineUsage, "member": MemberUsage, "skill": SkillUsage,
+                     "provider": TokenUsage, "model": TokenUsage}
 
 
 class CycleUsage:
@@ -86,11 +157,11 @@ class CycleUsage:
         # or carried from the cycle before (the current cycle always shows the running value).
         self.machines_gauge = machines
         self.storage_gauge = storage
-        self.by_machine: dict[str, list[int]] = {}
-        self.by_member: dict[str, list[int]] = {}
-        self.by_skill: dict[str, list[int]] = {}
-        self.by_provider: dict[str, list[int]] = {}
-        self.by_model: dict[str, dict[str, list[int]]] = {}
+        self.by_machine: dict[str, MachineUsage] = {}
+        self.by_member: dict[str, MemberUsage] = {}
+        self.by_skill: dict[str, SkillUsage] = {}
+        self.by_provider: dict[str, TokenUsage] = {}
+        self.by_model: dict[str, dict[str, TokenUsage]] = {}
         self.quotas = QuotaArms()
         # (dimension, key) changed since the last usage.aggregates emission; None when the
         # owner does not track changes (replay), so the hot path skips it.
@@ -122,17 +193,18 @@ class CycleUsage:
             "plan": self.plan.name,
             "totals": dict(zip(TOTAL_METRICS, self.totals(), strict=False)),
             "limits": dict(zip(QUOTAS, self.limits(), strict=True)),
-            "machines": {k: dict(zip(MACHINE_METRICS, v, strict=False))
+            # usage.json shows the counts; the cost metrics are under "cost"
+            "machines": {k: dict(zip(MACHINE_METRICS, v.values(), strict=False))
                          for k, v in self.by_machine.items()},
-            "members": {k: dict(zip(MEMBER_METRICS, v, strict=False))
+            "members": {k: dict(zip(MEMBER_METRICS, v.values(), strict=False))
                         for k, v in self.by_member.items()},
-            "skills": {k: dict(zip(SKILL_METRICS, v, strict=False))
+            "skills": {k: dict(zip(SKILL_METRICS, v.values(), strict=False))
                        for k, v in self.by_skill.items()},
             "providers": {
                 p: {
-                    "input_tokens": v[0],
-                    "output_tokens": v[1],
-                    "models": {m: dict(zip(TOKEN_METRICS, mv, strict=False))
+                    "input_tokens": v.input_tokens,
+                    "output_tokens": v.output_tokens,
+                    "models": {m: dict(zip(TOKEN_METRICS, mv.values(), strict=False))
                                for m, mv in self.by_model[p].items()},
                 }
                 for p, v in self.by_provider.items()
@@ -149,13 +221,14 @@ class CycleUsage:
             "prices": self.prices_version,
             "total": self.cost_micros,
             "unpriced_tokens": self.unpriced_tokens,
-            "members": {k: v[4] for k, v in self.by_member.items() if v[4]},
-            "machines": {k: v[2] for k, v in self.by_machine.items() if v[2]},
-            "skills": {k: v[3] for k, v in self.by_skill.items() if v[3]},
+            "members": {k: v.cost_micros for k, v in self.by_member.items() if v.cost_micros},
+            "machines": {k: v.cost_micros for k, v in self.by_machine.items() if v.cost_micros},
+            "skills": {k: v.cost_micros for k, v in self.by_skill.items() if v.cost_micros},
             "models": {
-                f"{p}/{m}": {"cost": mv[4], "cache_read_tokens": mv[2],
-                             "cache_write_tokens": mv[3], "priced": mv[5] == 0,
-                             "unpriced_tokens": mv[5]}
+                f"{p}/{m}": {"cost": mv.cost_micros, "cache_read_tokens": mv.cache_read_tokens,
+                             "cache_write_tokens": mv.cache_write_tokens,
+                             "priced": mv.unpriced_tokens == 0,
+                             "unpriced_tokens": mv.unpriced_tokens}
                 for p, models in self.by_model.items() for m, mv in models.items()
             },
         }
@@ -183,79 +256,18 @@ class CycleUsage:
             return list(self.totals())
         if dimension == "limits":
             return list(self.limits())
+        found: MachineUsage | MemberUsage | SkillUsage | TokenUsage | None
         if dimension == "machine":
-            return list(self.by_machine.get(key, _ZEROS["machine"]))
-        if dimension == "member":
-            return list(self.by_member.get(key, _ZEROS["member"]))
-        if dimension == "skill":
-            return list(self.by_skill.get(key, _ZEROS["skill"]))
-        if dimension == "provider":
-            return list(self.by_provider.get(key, _ZEROS["provider"]))
-        # model: "<provider>/<model>", split at the first "/" (providers never contain "/")
-        provider, _, model = key.partition("/")
-        return list(self.by_model.get(provider, {}).get(model, _ZEROS["model"]))
-
-    # -- state -------------------------------------------------------------------------
-
-    def to_state(self) -> list[Any]:
-        return [
-            self.start, self.end,
-            plan_to_state(self.plan),
-            self.topups,
-            [self.ai_tokens, self.schedule_runs, self.api_requests, self.api_busiest_minute,
-             self.commands, self.skill_invocations, self.machines_gauge, self.storage_gauge],
-            self.by_machine, self.by_member, self.by_skill, self.by_provider, self.by_model,
-            self.quotas.to_state(),
-            None if self.dirty is None else sorted(self.dirty),
-            [self.cost_micros, self.unpriced_tokens, self.prices_version],
-        ]
-
-    @classmethod
-    def from_state(cls, state: list[Any]) -> CycleUsage:
-        (start, end, plan, topups, counters, by_machine, by_member, by_skill, by_provider,
-         by_model, quotas, dirty) = state[:12]
-        # state written before costs were metered: no cost slot, shorter breakdown lists
-        cost: list[Any] = state[12] if len(state) > 12 else [0, 0, None]
-        usage = cls(start, end, plan_from_state(plan), 0, 0)
-        usage.topups = list(topups)
-        (usage.ai_tokens, usage.schedule_runs, usage.api_requests, usage.api_busiest_minute,
-         usage.commands, usage.skill_invocations, usage.machines_gauge,
-         usage.storage_gauge) = counters
-        usage.cost_micros, usage.unpriced_tokens = int(cost[0]), int(cost[1])
-        usage.prices_version = cost[2]
-        usage.by_machine = _padded(by_machine, "machine")
-        usage.by_member = _padded(by_member, "member")
-        usage.by_skill = _padded(by_skill, "skill")
-        usage.by_provider = _padded(by_provider, "provider")
-        usage.by_model = {p: _padded(models, "model") for p, models in by_model.items()}
-        usage.quotas = QuotaArms.from_state(quotas)
-        usage.dirty = None if dirty is None else {(d, k) for d, k in dirty}
-        return usage
-
-
-# A new breakdown entry, per dimension: one zero per metric (METRICS_OF order).
-_ZEROS: Final = {d: (0,) * len(METRICS_OF[d]) for d in ("machine", "member", "skill",
-                                                        "provider", "model")}
-
-
-def new_entry(dimension: str) -> list[int]:
-    return list(_ZEROS[dimension])
-
-
-def _padded(entries: dict[str, list[int]], dimension: str) -> dict[str, list[int]]:
-    size = len(_ZEROS[dimension])
-    for values in entries.values():
-        if len(values) < size:
-            values.extend([0] * (size - len(values)))
-    return entries
-
-
-def plan_from_state(state: list[Any] | None) -> PlanTerms:
-    if state is None:
-        return NO_PLAN
-    name, limits, anchor, timezone = state
-    return PlanTerms(name, Limits(*limits), anchor, timezone)
-
-
-def plan_to_state(plan: PlanTerms) -> list[Any]:
-    return [plan.name, list(plan.limits), plan.cycle_anchor, plan.timezone]
+            found = self.by_machine.get(key)
+        elif dimension == "member":
+            found = self.by_member.get(key)
+        elif dimension == "skill":
+            found = self.by_skill.get(key)
+        elif dimension == "provider":
+            found = self.by_provider.get(key)
+        else:
+            # model: "<provider>/<model>", split at the first "/" (providers never contain "/")
+            provider, _, model = key.partition("/")
+            found = self.by_model.get(provider, {}).get(model)
+        # a key without an entry shows zeros
+        return list(BREAKDOWNS[dimension]().values() if found is None else found.values())

@@ -12,6 +12,7 @@ import pytest
 from schemas.events import TokensEvent
 from streams.core.dedup import K_COMMAND, K_TOKENS, WINDOW_MS, IdWindows
 from streams.core.meter import WorkspaceMeter
+from streams.core.state_codec import encode_meter
 from streams.idstore import BUCKET_MS, IdChanges, IdStore, StoredIds
 from streams.localstore import ID_TIME, LocalStore, partition_prefix
 
@@ -79,7 +80,7 @@ def test_ids_stay_out_of_the_workspace_state_and_expire_a_bucket_at_a_time(
         for i in range(per_step):
             meter.apply(tokens(start + k * step + i, f"s{k}-{i}"))
         commit(store, ids, seq=k + 1)
-        sizes.append(len(meter.to_bytes()))
+        sizes.append(len(encode_meter(meter)))
     assert stored_ids(store) == 8 * per_step
     assert max(sizes) - min(sizes) < 64  # the state does not grow with the ids
     assert len(meter.ids) == 0  # nothing held in memory either

@@ -11,6 +11,8 @@ from genai_prices import Usage, calc_price
 from schemas.aggregates import values_of
 from streams.core.meter import WorkspaceMeter
 from streams.core.pricing import PRICER, PRICES_VERSION, Pricer, micro_dollars
+from streams.core.state_codec import meter_from_state, meter_to_state
+from streams.core.usage import MachineUsage
 from tests.streams.core.builders import ms, plan, tokens
 
 
@@ -130,7 +132,7 @@ def test_the_meter_breaks_cost_down_like_tokens() -> None:
 def test_state_written_before_costs_restores_with_zero_cost() -> None:
     meter = WorkspaceMeter("w1")
     meter.apply(tokens("2026-03-02T00:00:00Z", 100, machine="m1", skill="s"))
-    state = meter.to_state()
+    state = meter_to_state(meter)
     # the format before costs: no cost slot, shorter breakdown lists
     for key in ("cur",):
         cycle = state[key]
@@ -140,9 +142,9 @@ def test_state_written_before_costs_restores_with_zero_cost() -> None:
         cycle[7] = {k: v[:3] for k, v in cycle[7].items()}
         cycle[8] = {k: v[:2] for k, v in cycle[8].items()}
         cycle[9] = {p: {m: v[:2] for m, v in ms_.items()} for p, ms_ in cycle[9].items()}
-    old = WorkspaceMeter.from_state(state)
+    old = meter_from_state(state)
     assert old.cur is not None and old.cur.cost_micros == 0 and old.cur.prices_version is None
     old.apply(tokens("2026-03-03T00:00:00Z", 1_000_000, machine="m1", skill="s"))
     assert old.cur.cost_micros == 2_500_000
-    assert old.cur.by_machine["m1"] == [0, 1_000_100, 2_500_000]
-    assert old.cur.by_model["openai"]["gpt-4o"][4] == 2_500_000
+    assert old.cur.by_machine["m1"] == MachineUsage(0, 1_000_100, 2_500_000)
+    assert old.cur.by_model["openai"]["gpt-4o"].cost_micros == 2_500_000

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from streams.core.meter import COUNTED, WorkspaceMeter
+from streams.core.meter import COUNTED
 from streams.core.quotas import ThresholdCrossing
+from streams.core.state_codec import decode_meter, encode_meter, meter_from_state, meter_to_state
 
 from .builders import (
     Run,
@@ -339,13 +340,13 @@ def test_the_opt_in_is_evaluated_at_once_and_arms_restart_each_cycle() -> None:
 def test_forecast_state_survives_a_restore_and_old_state_has_no_opt_in() -> None:
     r = _paced()
     meter = r.meter()
-    restored = WorkspaceMeter.from_bytes(meter.to_bytes())
+    restored = decode_meter(encode_meter(meter))
     assert restored.apply(tokens("2025-01-03T00:00:00Z", 100)).crossings == ()
     assert restored.forecast_leads[1] == 3 * 86_400_000
-    state = meter.to_state()
+    state = meter_to_state(meter)
     assert len(state["cur"][10]) == 5  # the quota arms, with the forecast arms
     del state["fc"]
     state["cur"][10] = state["cur"][10][:3]  # quota arms as written before forecast alerts
-    old = WorkspaceMeter.from_state(state)
+    old = meter_from_state(state)
     assert old.forecast_leads == [None] * 6
     assert old.apply(tokens("2025-01-03T00:00:00Z", 100)).crossings == ()
