@@ -1,4 +1,5 @@
-"""The alert timeline (pure): each threshold crossing with its outcome per channel.
+"""The alert timeline (pure): each threshold crossing or forecast alert with its outcome
+per channel.
 
 Inputs are records in the shapes of ``quota.thresholds`` and ``alerting.deliveries``
 (DESIGN.md, "Outputs"; ``schemas/*.avsc``; times as int ms or
@@ -42,6 +43,8 @@ class TimelineEntry:
     enforcement: str
     highest_in_event: bool
     channels: tuple[ChannelOutcome, ...]
+    kind: str = "threshold"  # or "forecast" (quota.thresholds v2)
+    forecast_at: int | None = None  # a forecast's projected 100 % instant
 
 
 def as_ms(value: Any) -> int:
@@ -84,7 +87,9 @@ def timeline(crossings: Iterable[Mapping[str, Any]],
         entries.append(TimelineEntry(
             str(c["alert_id"]), str(c["quota"]), int(c["threshold"]), int(c["arm"]),
             int(c["current"]), int(c["limit"]), as_ms(c["crossed_at"]),
-            str(c["enforcement"]), bool(c["highest_in_event"]), outcomes))
+            str(c["enforcement"]), bool(c["highest_in_event"]), outcomes,
+            str(c.get("kind") or "threshold"),
+            None if c.get("forecast_at") is None else as_ms(c["forecast_at"])))
     entries.sort(key=lambda e: (e.crossed_at, order.get(e.quota, len(order)), e.threshold,
                                 e.arm))
     return entries

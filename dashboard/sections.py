@@ -362,13 +362,20 @@ def alerts_section(view: WorkspaceView) -> str:
         arm = f" · re-armed #{e.arm}" if e.arm > 1 else ""
         current, limit = fmt.pair(e.quota, e.current, e.limit)
         limit = f"{limit} {fmt.unit_word(e.quota)}".rstrip()
-        enforcement = (" " + pill(e.enforcement, e.enforcement, "the decision from here on")
-                       if e.threshold == 100 else "")
+        if e.kind == "forecast":
+            css, mark = "forecast", "forecast"
+            reach = ("" if e.forecast_at is None
+                     else f" · 100 % at this pace on {fmt.utc(e.forecast_at)}")
+            enforcement = esc(reach)
+        else:
+            css, mark = str(e.threshold), f"{e.threshold} %"
+            enforcement = (" " + pill(e.enforcement, e.enforcement, "the decision from here on")
+                           if e.threshold == 100 else "")
         items.append(
-            f'<li class="tl-item th-{e.threshold}" data-alert="{esc(e.alert_id)}">'
+            f'<li class="tl-item th-{css}" data-alert="{esc(e.alert_id)}">'
             f'<div class="tl-dot"></div><div class="tl-time" title="{esc(fmt.utc(e.crossed_at))}">'
             f"{esc(fmt.utc(e.crossed_at))}</div><div class=\"tl-body\">"
-            f'<div class="tl-title"><span class="thr">{e.threshold} %</span> '
+            f'<div class="tl-title"><span class="thr">{esc(mark)}</span> '
             f"{esc(fmt.label(e.quota))}{esc(arm)}{enforcement}</div>"
             f'<div class="tl-sub" title="{e.current:,} of {e.limit:,}">{esc(current)} of '
             f"{esc(limit)}</div>"

@@ -234,11 +234,25 @@ _COST_V4: Final = (
     GROUP BY workspace_id, cycle_start, dimension, key""",
 )
 
+# Forecast alerts (quota.thresholds v2): stored with the crossings, told apart by
+# ``kind``; ``forecast_at`` is when the quota is projected to reach 100 %. Rows written
+# before have the defaults (threshold crossings, no forecast).
+_FORECASTS_V5: Final = (
+    """ALTER TABLE {db}.threshold_crossings
+    ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT 'threshold'""",
+    """ALTER TABLE {db}.threshold_crossings
+    ADD COLUMN IF NOT EXISTS forecast_at Nullable(DateTime64(3, 'UTC'))""",
+    # a view's ``*`` is expanded when it is created: again, with the new columns
+    """CREATE OR REPLACE VIEW {db}.crossings AS
+    SELECT * FROM {db}.threshold_crossings FINAL""",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "tables", _TABLES_V1),
     Migration(2, "analyst views", _VIEWS_V1),
     Migration(3, "history rollup", _ROLLUP_V3),
     Migration(4, "cost", _COST_V4),
+    Migration(5, "forecast alerts", _FORECASTS_V5),
 )
 
 _MIGRATIONS_TABLE: Final = """CREATE TABLE IF NOT EXISTS {db}.schema_migrations (

@@ -140,31 +140,16 @@ def aggregate_columns(r: Record, columns: Columns) -> int:
 
 
 def crossing_row(r: Record) -> Row:
+    """A threshold crossing or a forecast alert (quota.thresholds v2: ``kind``,
+    ``forecast_at``; version 1 records are threshold crossings)."""
+    forecast_at = r.get("forecast_at")
     return (
         r["alert_id"], r["workspace_id"], r["quota"], int(r["threshold"]), int(r["arm"]),
         bool(r["highest_in_event"]), int(r["current"]), int(r["limit"]),
         ms(r["cycle_start"]), ms(r["cycle_ends_at"]), ms(r["crossed_at"]),
-        r["event_id"], r["enforcement"],
+        r["event_id"], r["enforcement"], r.get("kind") or "threshold",
+        None if forecast_at is None else ms(forecast_at),
     )
-
-
-def crossing_rows(r: Record) -> Sequence[Row]:
-    """A threshold crossing's row. Forecast alerts (quota.thresholds v2, ``kind``
-    forecast) have no columns here yet: stored as rows they would read as 100 % crossings;
-    their deliveries are in ``alert_deliveries``."""
-    if r.get("kind", "threshold") != "threshold":
-        return ()
-    return (crossing_row(r),)
-
-
-_crossing_columns = one_row_columns(crossing_row)
-
-
-def crossing_columns(r: Record, columns: Columns) -> int:
-    """``crossing_rows`` appended to columns (rows added: 0 for a forecast alert)."""
-    if r.get("kind", "threshold") != "threshold":
-        return 0
-    return _crossing_columns(r, columns)
 
 
 def delivery_row(r: Record) -> Row:
@@ -212,11 +197,13 @@ AGGREGATES: Final = TableSpec(
 CROSSINGS: Final = TableSpec(
     "threshold_crossings",
     ("alert_id", "workspace_id", "quota", "threshold", "arm", "highest_in_event", "current",
-     "limit", "cycle_start", "cycle_ends_at", "crossed_at", "event_id", "enforcement"),
+     "limit", "cycle_start", "cycle_ends_at", "crossed_at", "event_id", "enforcement", "kind",
+     "forecast_at"),
     ("String", "String", "LowCardinality(String)", "UInt8", "UInt32", "Bool", "Int64", "Int64",
-     _DT, _DT, _DT, "String", "LowCardinality(String)"),
-    crossing_rows,
-    crossing_columns,
+     _DT, _DT, _DT, "String", "LowCardinality(String)", "LowCardinality(String)",
+     "Nullable(DateTime64(3, 'UTC'))"),
+    one_row(crossing_row),
+    one_row_columns(crossing_row),
 )
 DELIVERIES: Final = TableSpec(
     "alert_deliveries",

@@ -26,7 +26,8 @@ LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}
 _CROSSINGS: Final = """
 SELECT alert_id, workspace_id, quota, threshold, arm, highest_in_event, current, `limit`,
        toUnixTimestamp64Milli(cycle_start), toUnixTimestamp64Milli(cycle_ends_at),
-       toUnixTimestamp64Milli(crossed_at), event_id, enforcement
+       toUnixTimestamp64Milli(crossed_at), event_id, enforcement, kind,
+       toUnixTimestamp64Milli(forecast_at)
 FROM {db}.threshold_crossings FINAL
 WHERE workspace_id = {{ws:String}}
   AND cycle_start >= fromUnixTimestamp64Milli({{second:Int64}}, 'UTC')
@@ -35,7 +36,8 @@ ORDER BY crossed_at, threshold, arm
 """
 CROSSING_FIELDS: Final = (
     "alert_id", "workspace_id", "quota", "threshold", "arm", "highest_in_event", "current",
-    "limit", "cycle_start", "cycle_ends_at", "crossed_at", "event_id", "enforcement",
+    "limit", "cycle_start", "cycle_ends_at", "crossed_at", "event_id", "enforcement", "kind",
+    "forecast_at",
 )
 
 _DELIVERIES: Final = """

@@ -348,24 +348,22 @@ class Worker:
         route to the group coordinator, and every call of the old client timed out for
         minutes (librdkafka #5511; seen in tests/faults/test_broker_restart.py)."""
         deadline = time.monotonic() + 5 * KAFKA_TIMEOUT_S
-        while True:
-            try:
-                found: list[TopicPartition] = consumer.committed(partitions, TXN_CALL_TIMEOUT_S)
-                return found
-            except KafkaException as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.info("waiting for the committed offsets: %s; asking a new client",
-                         exc.args[0].str())
-            fresh = Consumer(self._offsets_reader_config())
-            try:
-                found = fresh.committed(partitions, TXN_CALL_TIMEOUT_S)
-                return found
-            except KafkaException as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.info("waiting for the committed offsets: %s", exc.args[0].str())
-            finally:
+        client, fresh = consumer, None
+        try:
+            while True:
+                try:
+                    found: list[TopicPartition] = client.committed(partitions,
+                                                                   TXN_CALL_TIMEOUT_S)
+                    return found
+                except KafkaException as exc:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.info("waiting for the committed offsets: %s%s", exc.args[0].str(),
+                             "" if fresh else "; asking a new client")
+                if fresh is None:
+                    client = fresh = Consumer(self._offsets_reader_config())
+        finally:
+            if fresh is not None:
                 fresh.close()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -598,28 +596,30 @@ class Worker:
     def _commit(self) -> None:
         producer = self._producer
         assert producer is not None
+        refused = self._end_transaction(producer.commit_transaction, "committing")
+        if refused is not None:
+            self._abort(refused)
+
+    def _end_transaction(self, end: Callable[[float], None], doing: str
+                         ) -> KafkaException | None:
+        """Commit or abort the open transaction (``end``); the error that refused it, if
+        any. A retriable one is retried: the outcome is unknown (a timed-out commit may
+        still complete), so nothing is rewound meanwhile. Past ``TXN_OUTCOME_DEADLINE_S``
+        the producer is given up (``ProducerFailed``): a new one settles the transaction."""
         deadline = time.monotonic() + TXN_OUTCOME_DEADLINE_S
         while True:
             try:
-                producer.commit_transaction(TXN_CALL_TIMEOUT_S)
-                return
+                end(TXN_CALL_TIMEOUT_S)
+                return None
             except KafkaException as exc:
                 error = exc.args[0]
-                if error.retriable() and not error.txn_requires_abort():
-                    # the outcome is unknown (a timed-out commit may still complete): retry,
-                    # never rewind meanwhile; past the deadline, a new producer settles it
-                    self._unsettled(error, "committing", deadline)
-                    continue
-                self._abort(exc)
-
-    def _unsettled(self, error: KafkaError, doing: str, deadline: float) -> None:
-        """A retriable error while ``doing`` the transaction's end: retry until
-        ``deadline``, then give the producer up (``ProducerFailed``)."""
-        if time.monotonic() > deadline:
-            raise ProducerFailed(KafkaError(
-                KafkaError._TIMED_OUT, f"{doing} the transaction did not complete in "
-                f"{TXN_OUTCOME_DEADLINE_S:.0f} s (last: {error.str()})"))
-        log.warning("%s the transaction: %s; retrying", doing, error.str())
+                if not error.retriable() or error.txn_requires_abort():
+                    return exc
+                if time.monotonic() > deadline:
+                    raise ProducerFailed(KafkaError(
+                        KafkaError._TIMED_OUT, f"{doing} the transaction did not complete in "
+                        f"{TXN_OUTCOME_DEADLINE_S:.0f} s (last: {error.str()})")) from None
+                log.warning("%s the transaction: %s; retrying", doing, error.str())
 
     def _abort(self, exc: KafkaException) -> None:
         error = exc.args[0]
@@ -629,17 +629,11 @@ class Worker:
                     "committed offsets", self._why_aborted(error), error.str())
         producer = self._producer
         assert producer is not None
-        deadline = time.monotonic() + TXN_OUTCOME_DEADLINE_S
-        while True:
-            try:
-                producer.abort_transaction(TXN_CALL_TIMEOUT_S)
-                break
-            except KafkaException as again:
-                if again.args[0].fatal():
-                    raise ProducerFailed(again.args[0]) from None
-                if not again.args[0].retriable():
-                    raise
-                self._unsettled(again.args[0], "aborting", deadline)
+        refused = self._end_transaction(producer.abort_transaction, "aborting")
+        if refused is not None:
+            if refused.args[0].fatal():
+                raise ProducerFailed(refused.args[0]) from None
+            raise refused
         raise TransactionAborted(error.str())
 
     def _fatal_text(self, error: KafkaError) -> str:

@@ -48,3 +48,11 @@ def test_same_instant_crossings_follow_quota_then_threshold_order() -> None:
     entries = timeline(same, [])
     assert [(e.quota, e.threshold) for e in entries] == [
         ("ai_tokens", 80), ("storage_bytes", 80), ("storage_bytes", 95), ("storage_bytes", 100)]
+
+
+def test_a_forecast_alert_is_an_entry_of_its_own_kind() -> None:
+    forecast = {**data.CROSSINGS[0], "alert_id": "w/2026-04-01T00:00:00Z/ai_tokens/forecast",
+                "threshold": 100, "kind": "forecast", "forecast_at": "2026-04-26T00:00:00Z"}
+    [entry, threshold] = timeline([forecast, {**data.CROSSINGS[0], "crossed_at": 1 << 50}], [])
+    assert (entry.kind, entry.forecast_at) == ("forecast", 1_777_161_600_000)
+    assert (threshold.kind, threshold.forecast_at) == ("threshold", None)

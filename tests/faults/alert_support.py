@@ -346,7 +346,9 @@ class AlertsProcess:
             parts = [TopicPartition(topic, p) for p in sorted(meta.topics[topic].partitions)]
             ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1]
                     for tp in parts}
-            done = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+            # an empty partition has nothing to commit: no commit there is its end (0)
+            done = {tp.partition: 0 if tp.offset < 0 and ends[tp.partition] == 0 else tp.offset
+                    for tp in consumer.committed(parts, timeout=10)}
             return done, ends
         finally:
             consumer.close()

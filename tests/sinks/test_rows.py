@@ -33,9 +33,7 @@ def test_every_registered_version_of_every_sink_topic_maps_to_rows(data: st.Data
             rows = spec.to_rows(written)
             expected = (sum(min(len(e["values"]), len(METRICS_OF.get(e["dimension"], ())))
                             for e in written["entries"])
-                        if "entries" in written
-                        # forecast alerts have no threshold_crossings row (yet)
-                        else int(written.get("kind", "threshold") == "threshold"))
+                        if "entries" in written else 1)
             assert len(rows) == expected
             assert all(len(row) == len(spec.columns) for row in rows)
             assert as_rows(columns_of(spec, [written, written])) == [*rows, *rows]
@@ -52,17 +50,19 @@ def as_rows(columns: Columns) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
-def test_a_forecast_alert_is_not_stored_as_a_threshold_crossing() -> None:
+def test_a_forecast_alert_is_stored_as_a_forecast_beside_threshold_crossings() -> None:
     crossing = {"alert_id": "w1/2025-01-01T00:00:00Z/ai_tokens/100", "workspace_id": "w1",
                 "quota": "ai_tokens", "threshold": 100, "arm": 1, "highest_in_event": True,
                 "current": 100, "limit": 100, "cycle_start": 1_000, "cycle_ends_at": 2_000,
                 "crossed_at": 1_500, "event_id": "t1", "enforcement": "reject"}
-    assert len(CROSSINGS.to_rows(crossing)) == 1  # version 1: no kind
-    assert len(CROSSINGS.to_rows({**crossing, "kind": "threshold", "forecast_at": None})) == 1
+    kind, forecast_at = CROSSINGS.columns.index("kind"), CROSSINGS.columns.index("forecast_at")
+    [v1] = CROSSINGS.to_rows(crossing)  # version 1: no kind, a threshold crossing
+    assert (v1[kind], v1[forecast_at]) == ("threshold", None)
     forecast = {**crossing, "alert_id": "w1/2025-01-01T00:00:00Z/ai_tokens/forecast",
                 "current": 10, "enforcement": "allow", "kind": "forecast", "forecast_at": 1_900}
-    assert CROSSINGS.to_rows(forecast) == ()
-    assert as_rows(columns_of(CROSSINGS, [crossing, forecast])) == list(CROSSINGS.to_rows(crossing))
+    [row] = CROSSINGS.to_rows(forecast)
+    assert (row[0], row[kind], row[forecast_at]) == (forecast["alert_id"], "forecast", 1_900)
+    assert as_rows(columns_of(CROSSINGS, [crossing, forecast])) == [v1, row]
 
 
 def test_an_aggregates_record_of_each_version_gives_its_rows() -> None:

@@ -88,3 +88,25 @@ def test_crossing_and_delivery_views_count_each_id_once(
         writer.add("quota.thresholds", crossing)
         writer.flush()
     assert client.query("SELECT count() FROM meter.crossings").result_rows == [(1,)]
+
+
+def test_a_forecast_alert_reads_back_beside_the_crossings_with_its_kind(
+        writer: BatchWriter, client: Client) -> None:
+    from sinks.timeline import Queries
+
+    crossing = {"alert_id": "w1/2025-04-01T00:00:00Z/ai_tokens/80", "workspace_id": "w1",
+                "quota": "ai_tokens", "threshold": 80, "arm": 1, "highest_in_event": True,
+                "current": 800, "limit": 1000, "cycle_start": APR, "cycle_ends_at": MAY,
+                "crossed_at": APR + 2, "event_id": "e1", "enforcement": "allow"}
+    forecast = {**crossing, "alert_id": "w1/2025-04-01T00:00:00Z/ai_tokens/forecast",
+                "threshold": 100, "current": 400, "crossed_at": APR + 1, "event_id": "e0",
+                "kind": "forecast", "forecast_at": MAY - 5 * 86_400_000}
+    for record in (crossing, forecast, forecast):  # a redelivered forecast is one row
+        writer.add("quota.thresholds", record)
+        writer.flush()
+    crossings, _ = Queries(client, "meter").alerts("w1", APR)
+    assert [(c["alert_id"], c["kind"], c["forecast_at"]) for c in crossings] == [
+        (forecast["alert_id"], "forecast", MAY - 5 * 86_400_000),
+        (crossing["alert_id"], "threshold", None)]
+    assert client.query("SELECT kind, count() FROM meter.crossings GROUP BY kind ORDER BY kind"
+                        ).result_rows == [("forecast", 1), ("threshold", 1)]
