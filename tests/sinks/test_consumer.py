@@ -3,6 +3,7 @@ a store that is unavailable at first is waited for, with nothing dropped or comm
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -242,9 +243,10 @@ def test_a_crash_between_insert_and_commit_rewrites_without_changing_a_number(
     assert client.query("SELECT count() FROM meter.crossings").result_rows == [(1,)]
 
 
-def test_the_sink_waits_for_a_locked_store_and_then_resumes(
-        meter_settings: Settings, sink_store: StoreHandle) -> None:
-    path = meter_settings.chdb_data_path
+@contextlib.contextmanager
+def store_held_elsewhere(path: Path) -> Iterator[None]:
+    """Another process holds the chDB store at ``path`` (chDB locks its data path) until
+    the block ends, when it lets go."""
     path.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -254,6 +256,16 @@ def test_the_sink_waits_for_a_locked_store_and_then_resumes(
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+
+
+def test_the_sink_waits_for_a_locked_store_and_then_resumes(
+        meter_settings: Settings, sink_store: StoreHandle) -> None:
+    with store_held_elsewhere(meter_settings.chdb_data_path):
         records = workload()
         produce(meter_settings, records)
         group = f"sink-{uuid.uuid4().hex[:8]}"
@@ -265,10 +277,6 @@ def test_the_sink_waits_for_a_locked_store_and_then_resumes(
         wait_until(lambda: writer.metrics.insert_retries >= 3, "the sink to retry")
         assert committed(meter_settings, group) == 0
         assert writer.metrics.rows_written == {}
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()  # the other process lets go of the store
-        holder.wait(timeout=60)
     try:
         wait_until(lambda: committed(meter_settings, group) == len(records) - 1, "the commit")
     finally:
@@ -288,17 +296,8 @@ def test_a_store_outage_longer_than_the_poll_interval_skips_the_refused_commit_a
     """The writer retries past max.poll.interval.ms, so the consumer leaves its group and
     the commit of the batch, once written, is refused: the sink goes on, rejoins, re-reads
     the batch from the last commit and commits it (it used to die on the refused commit)."""
-    path = meter_settings.chdb_data_path
-    path.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import clickhouse_connect, sys\n"
-         f"c = clickhouse_connect.get_client(dsn='chdb://{Path(path).resolve()}')\n"
-         "print('held', flush=True)\nsys.stdin.read()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     failures: list[BaseException] = []
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with store_held_elsewhere(meter_settings.chdb_data_path):
         records = workload()
         produce(meter_settings, records)
         group = f"sink-{uuid.uuid4().hex[:8]}"
@@ -320,10 +319,6 @@ def test_a_store_outage_longer_than_the_poll_interval_skips_the_refused_commit_a
         wait_until(lambda: group_members(meter_settings, group) == 0,
                    "the consumer to leave its group while the batch waits", timeout_s=90)
         assert committed(meter_settings, group) == 0
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()  # the other process lets go of the store
-        holder.wait(timeout=60)
     try:
         wait_until(lambda: committed(meter_settings, group) == len(records) - 1 or not
                    thread.is_alive(), "the commit after the outage", timeout_s=90)

@@ -7,9 +7,14 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from sinks.shape import parse_time
+from sinks.timeline import Queries
 from sinks.writer import BatchWriter
 
 MAR, APR, MAY = (parse_time(f"2025-0{m}-01T00:00:00Z") for m in (3, 4, 5))
+CROSSING = {"alert_id": "w1/2025-04-01T00:00:00Z/ai_tokens/80", "workspace_id": "w1",
+            "quota": "ai_tokens", "threshold": 80, "arm": 1, "highest_in_event": True,
+            "current": 800, "limit": 1000, "cycle_start": APR, "cycle_ends_at": MAY,
+            "crossed_at": APR + 1, "event_id": "e1", "enforcement": "allow"}
 
 
 def rec(start: int, end: int, dimension: str, key: str, metric: str, value: int | None,
@@ -80,10 +85,7 @@ def test_current_cycle_view_has_counters_of_the_current_cycle_and_carried_gauges
 
 def test_crossing_and_delivery_views_count_each_id_once(
         writer: BatchWriter, client: Client) -> None:
-    crossing = {"alert_id": "w1/2025-04-01T00:00:00Z/ai_tokens/80", "workspace_id": "w1",
-                "quota": "ai_tokens", "threshold": 80, "arm": 1, "highest_in_event": True,
-                "current": 800, "limit": 1000, "cycle_start": APR, "cycle_ends_at": MAY,
-                "crossed_at": APR + 1, "event_id": "e1", "enforcement": "allow"}
+    crossing = CROSSING
     for _ in range(3):
         writer.add("quota.thresholds", crossing)
         writer.flush()
@@ -92,12 +94,7 @@ def test_crossing_and_delivery_views_count_each_id_once(
 
 def test_a_forecast_alert_reads_back_beside_the_crossings_with_its_kind(
         writer: BatchWriter, client: Client) -> None:
-    from sinks.timeline import Queries
-
-    crossing = {"alert_id": "w1/2025-04-01T00:00:00Z/ai_tokens/80", "workspace_id": "w1",
-                "quota": "ai_tokens", "threshold": 80, "arm": 1, "highest_in_event": True,
-                "current": 800, "limit": 1000, "cycle_start": APR, "cycle_ends_at": MAY,
-                "crossed_at": APR + 2, "event_id": "e1", "enforcement": "allow"}
+    crossing = {**CROSSING, "crossed_at": APR + 2}
     forecast = {**crossing, "alert_id": "w1/2025-04-01T00:00:00Z/ai_tokens/forecast",
                 "threshold": 100, "current": 400, "crossed_at": APR + 1, "event_id": "e0",
                 "kind": "forecast", "forecast_at": MAY - 5 * 86_400_000}
