@@ -479,7 +479,8 @@ def expected_contents(records: Sequence[SinkRecord]) -> Contents:
                 if k not in latest or latest[k][0] <= r["version"]:
                     latest[k] = (r["version"], value)
         elif topic == "quota.thresholds":
-            crossings[(r["alert_id"],)] = dict(r)
+            # a version 1 record is a threshold crossing; reads show its kind
+            crossings[(r["alert_id"],)] = {"kind": "threshold", "forecast_at": None, **r}
         elif topic == "alerting.deliveries":
             deliveries[(r["delivery_id"],)] = dict(r)
         elif topic == "usage.deadletter":
