@@ -28,6 +28,13 @@ def email_text(facts: AlertFacts, alert_id: str) -> str:
         f"Threshold:   {facts.threshold} %",
         f"Usage:       {facts.current} of {facts.limit} ({facts.percent} %)",
         f"Cycle ends:  {facts.cycle_ends}",
+        *_what_to_do(facts, alert_id),
+    ])
+
+
+def _what_to_do(facts: AlertFacts, alert_id: str) -> list[str]:
+    """The end of a threshold or forecast email: what 100 % means, what to do, the id."""
+    return [
         "",
         f"At 100 %: {facts.at_limit}",
         "",
@@ -37,7 +44,7 @@ def email_text(facts: AlertFacts, alert_id: str) -> str:
         "",
         f"Alert id: {alert_id}",
         "",
-    ])
+    ]
 
 
 def _forecast_text(facts: AlertFacts, alert_id: str) -> str:
@@ -48,15 +55,7 @@ def _forecast_text(facts: AlertFacts, alert_id: str) -> str:
         f"Quota:       {facts.quota}",
         f"Usage:       {facts.current} of {facts.limit} ({facts.percent} %) so far",
         f"Cycle ends:  {facts.cycle_ends}",
-        "",
-        f"At 100 %: {facts.at_limit}",
-        "",
-        "What you can do:",
-        f"- {facts.reduce}",
-        f"- {facts.raise_limit}",
-        "",
-        f"Alert id: {alert_id}",
-        "",
+        *_what_to_do(facts, alert_id),
     ])
 
 
