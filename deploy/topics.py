@@ -6,10 +6,9 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from groundwork.errors import UserError
-from groundwork.kafka import admin_config
+from groundwork.kafka import admin_config, existing_topics
 from groundwork.settings import Settings
 
 TOPICS_FILE = Path(__file__).resolve().parent / "topics.toml"
@@ -42,22 +41,6 @@ def topic_specs(settings: Settings, path: Path = TOPICS_FILE) -> list[TopicSpec]
             retention_ms=int(spec["retention_ms"]),
         ))
     return specs
-
-
-def existing_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, Any]:
-    """Real topic name -> its metadata; a ``UserError`` saying what to do when Kafka is down."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(admin_config(settings.kafka_bootstrap))
-    try:
-        topics: dict[str, Any] = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise UserError(
-            f"Kafka at {settings.kafka_bootstrap} does not answer ({exc.args[0].str()}): "
-            "start it with `meter kafka start` or set METER_KAFKA_BOOTSTRAP."
-        ) from None
-    return topics
 
 
 def create_topics(
@@ -117,3 +100,30 @@ def _wait_for_leaders(settings: Settings, topics: list[str], timeout_s: float) -
                for t in topics):
             return
         time.sleep(0.1)
+
+
+def delete_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Delete every topic under ``settings.topic_prefix`` (which must not be empty: the
+    shared names are never deleted this way); return the names deleted.
+
+    For throwaway prefixes (the tests make one per test): a long-lived broker otherwise
+    gathers their partitions until it runs out of file descriptors."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    if not settings.topic_prefix:
+        raise UserError("delete_topics deletes a topic prefix's topics; this prefix is empty")
+    names = [t for t in existing_topics(settings, timeout_s) if t.startswith(settings.topic_prefix)]
+    if not names:
+        return []
+    admin = AdminClient(admin_config(settings.kafka_bootstrap))
+    deleted = []
+    for topic, future in admin.delete_topics(names, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":  # deleted meanwhile
+                raise UserError(f"could not delete topic {topic}: {exc.args[0].str()}") from None
+        else:
+            deleted.append(topic)
+    return deleted

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from groundwork.errors import UserError
 from groundwork.settings import Settings
 
 if TYPE_CHECKING:
@@ -95,6 +96,22 @@ def admin_config(bootstrap: str, /, **overrides: Any) -> dict[str, Any]:
     return {**_client(bootstrap, None), "logger": quiet_logger(), **overrides}
 
 
+def existing_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, Any]:
+    """Real topic name -> its metadata; a ``UserError`` saying what to do when Kafka is down."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(admin_config(settings.kafka_bootstrap))
+    try:
+        topics: dict[str, Any] = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise UserError(
+            f"Kafka at {settings.kafka_bootstrap} does not answer ({exc.args[0].str()}): "
+            "start it with `meter kafka start` or set METER_KAFKA_BOOTSTRAP."
+        ) from None
+    return topics
+
+
 def quiet_logger() -> logging.Logger:
     """A logger for admin clients: librdkafka's connection noise stays out of the CLI."""
     logger = logging.getLogger("meter.kafka.admin")
@@ -124,11 +141,33 @@ def stable_ends(consumer: Consumer, parts: Iterable[TopicPart],
     read_committed consumer (every one built here) the last stable offset, not the high
     watermark (a ListOffsets request under read_committed answers it: records of a
     transaction still open are not readable yet)."""
-    from confluent_kafka import TopicPartition
+    deadline = time.monotonic() + timeout_s
+    return {(t, p): _stable_end(consumer, t, p, deadline) for t, p in parts}
 
-    return {(t, p): int(consumer.get_watermark_offsets(TopicPartition(t, p),
-                                                       timeout=timeout_s)[1])
-            for t, p in parts}
+
+def _not_leader_yet() -> frozenset[int]:
+    from confluent_kafka import KafkaError
+
+    return frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                      KafkaError.UNKNOWN_TOPIC_OR_PART})
+
+
+def _stable_end(consumer: Consumer, topic: str, partition: int, deadline: float) -> int:
+    """One partition's end. The broker answers ``NOT_LEADER_FOR_PARTITION`` for a new
+    topic until it has created the partition's log, a moment after the controller's
+    metadata names it leader (seen on a busy broker right after ``create_topics``), and
+    librdkafka does not retry this call: it is asked again until ``deadline``."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(
+                TopicPartition(topic, partition),
+                timeout=max(deadline - time.monotonic(), 0.1))[1])
+        except KafkaException as exc:
+            if exc.args[0].code() not in _not_leader_yet() or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.1)
 
 
 class ReadProgress:

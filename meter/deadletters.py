@@ -91,24 +91,35 @@ def parse_since(text: str, now_ms: int | None = None) -> int:
                         "epoch milliseconds, or an age like 30m, 2h, 7d") from None
 
 
-def read_letters(settings: Settings) -> list[Letter]:
-    """Every dead letter on the topic now (undecodable records are skipped)."""
+@dataclass(frozen=True)
+class LetterScan:
+    """The dead-letter topic read whole: the letters, oldest first, and where records lie
+    that are not dead letters of this schema (``PARTITION:OFFSET``), so they are named,
+    never silently passed over."""
+
+    letters: list[Letter]
+    unreadable: list[str]
+
+
+def read_letters(settings: Settings) -> LetterScan:
+    """Every dead letter on the topic now, and the refs of records that do not decode."""
     from groundwork.kafka import read_raw
     from schemas.validation import InvalidEvent
 
-    letters = []
+    letters, unreadable = [], []
     for partition, offset, key, value in read_raw(settings, TOPIC):
         if value is None:
             continue
         try:
             r = decode_dead_letter(value)
         except InvalidEvent:
+            unreadable.append(f"{partition}:{offset}")
             continue
         letters.append(Letter(partition, offset, key, r["source_topic"], r["partition"],
                               r["offset"], r["reason"], r["detail"], bytes(r["original"]),
                               r["seen_at"]))
     letters.sort(key=lambda letter: (letter.seen_at, letter.partition, letter.offset))
-    return letters
+    return LetterScan(letters, unreadable)
 
 
 def read_replays(settings: Settings) -> dict[str, list[dict[str, Any]]]:

@@ -221,7 +221,7 @@ class Worker:
 
     def _check_topics(self) -> None:
         """Every input and changelog topic exists with one partition count (co-partitioning)."""
-        from deploy.topics import existing_topics
+        from groundwork.kafka import existing_topics
 
         existing = existing_topics(self.settings)
         names = [self.settings.topic(t) for t in (*INPUT_TOPICS, *CHANGELOGS, *OUTPUT_TOPICS)]

@@ -15,7 +15,8 @@ from groundwork.errors import UserError
 from groundwork.settings import get_settings
 
 if TYPE_CHECKING:
-    from meter.deadletters import Selection
+    from groundwork.settings import Settings
+    from meter.deadletters import Letter
 
 console = Console(stderr=True)
 out = Console(width=200)
@@ -29,16 +30,26 @@ Since = Annotated[str | None, typer.Option(
     "--since", help="dead-lettered at or after T: RFC 3339, epoch ms, or an age (2h, 7d)")]
 
 
-def _selection(reason: str | None, workspace: str | None, topic: str | None,
-               since: str | None) -> Selection:
-    from meter.deadletters import Selection, parse_since
+def _selected_letters(settings: Settings, reason: str | None, workspace: str | None,
+                      topic: str | None, since: str | None) -> list[Letter]:
+    """The dead letters the filters select; records on the topic that do not decode as
+    dead letters are named on stderr (they cannot be filtered, shown or replayed)."""
+    from meter.deadletters import Selection, parse_since, read_letters
     from schemas.validation import REASONS
 
     if reason is not None and reason not in REASONS:
         raise UserError(f"--reason {reason!r} is not a dead-letter reason; expected one of "
                         + ", ".join(REASONS))
-    return Selection(reason, workspace, topic,
-                     parse_since(since) if since is not None else None)
+    selection = Selection(reason, workspace, topic,
+                          parse_since(since) if since is not None else None)
+    scan = read_letters(settings)
+    if scan.unreadable:
+        shown = ", ".join(scan.unreadable[:5]) + (" …" if len(scan.unreadable) > 5 else "")
+        console.print(f"{len(scan.unreadable):,} record(s) on "
+                      f"{settings.topic('usage.deadletter')} are not dead letters of this "
+                      f"schema and are left out (PARTITION:OFFSET {shown}); read them with a "
+                      "Kafka console consumer")
+    return [letter for letter in scan.letters if selection.matches(letter)]
 
 
 @app.command("list")
@@ -46,11 +57,10 @@ def list_(reason: Reason = None, workspace: Workspace = None, topic: Topic = Non
           since: Since = None) -> None:
     """Dead letters counted by reason, source topic and workspace, and how many of them
     a replay re-published."""
-    from meter.deadletters import read_letters, read_replays, summarize
+    from meter.deadletters import read_replays, summarize
 
     settings = get_settings()
-    selection = _selection(reason, workspace, topic, since)
-    letters = [letter for letter in read_letters(settings) if selection.matches(letter)]
+    letters = _selected_letters(settings, reason, workspace, topic, since)
     rows = summarize(letters, read_replays(settings))
     table = Table(title=f"dead letters on {settings.topic('usage.deadletter')}")
     for column in ("reason", "source topic", "workspace", "dead letters", "replayed"):
@@ -74,12 +84,11 @@ def show(
 ) -> None:
     """Dead letters as JSON lines, the original bytes decoded where possible (the event,
     an Avro record, JSON, text, else base64)."""
-    from meter.deadletters import letter_to_json, read_letters, read_replays
+    from meter.deadletters import letter_to_json, read_replays
 
     settings = get_settings()
-    selection = _selection(reason, workspace, topic, since)
-    letters = [letter for letter in read_letters(settings)
-               if selection.matches(letter) and (ref is None or letter.ref == ref)]
+    letters = [letter for letter in _selected_letters(settings, reason, workspace, topic, since)
+               if ref is None or letter.ref == ref]
     if ref is not None and not letters:
         raise UserError(f"no dead letter {ref} (PARTITION:OFFSET on "
                         f"{settings.topic('usage.deadletter')}); `meter deadletter show` "
@@ -101,12 +110,11 @@ def replay(
 ) -> None:
     """Re-publish dead letters' original records to their source topics (same key), so
     the worker processes them again once the cause is fixed; what was sent is recorded."""
-    from meter.deadletters import read_letters, read_replays
+    from meter.deadletters import read_replays
     from meter.deadletters import replay as replay_letters
 
     settings = get_settings()
-    selection = _selection(reason, workspace, topic, since)
-    letters = [letter for letter in read_letters(settings) if selection.matches(letter)]
+    letters = _selected_letters(settings, reason, workspace, topic, since)
     result = replay_letters(settings, letters, read_replays(settings), again=again,
                             dry_run=dry_run)
     verb = "would re-publish" if dry_run else "re-published"

@@ -33,7 +33,7 @@ console = Console(stderr=True)
 
 def require_topics(settings: Settings, bases: list[str], timeout_s: float = 10.0) -> None:
     """Fail with what to do when the broker does not answer or a topic is missing."""
-    from deploy.topics import existing_topics
+    from groundwork.kafka import existing_topics
 
     existing = existing_topics(settings, timeout_s)
     missing = [settings.topic(b) for b in bases if settings.topic(b) not in existing]

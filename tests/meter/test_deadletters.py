@@ -157,3 +157,22 @@ def test_a_dead_letter_replayed_after_its_cause_is_gone_counts_once(
                 if "time_out_of_range" in line]
         cells = [cell.strip() for cell in rows[0].split("│") if cell.strip()]
         assert cells == ["time_out_of_range", "usage.tokens", "w1", "1", "1"], rows
+
+
+def test_records_that_are_not_dead_letters_are_named_not_passed_over(
+        meter_settings: Settings) -> None:
+    """Something else wrote to usage.deadletter (a tool, a wrong producer): `list` still
+    counts the real letters and says where the unreadable records lie."""
+    from confluent_kafka import Producer
+
+    from groundwork.kafka import producer_config
+
+    settings = meter_settings
+    producer = Producer(producer_config(settings))
+    producer.produce(settings.topic("usage.deadletter"), key=b"w1", value=b"not avro",
+                     partition=0)
+    producer.flush(30)
+    result = _meter(settings, "deadletter", "list")
+    assert "1 record(s) on" in result.stderr and "(PARTITION:OFFSET 0:0)" in result.stderr
+    total = [line for line in result.stdout.splitlines() if "total" in line]
+    assert [c.strip() for c in total[0].split("│") if c.strip()] == ["total", "0", "0"]
