@@ -53,5 +53,8 @@ class StatusServer:
         log.info("health, readiness and metrics on http://127.0.0.1:%d/", self.port)
 
     def stop(self) -> None:
-        self._server.shutdown()
+        # shutdown() waits for serve_forever to notice; never started, it would wait forever
+        # (a worker that failed before starting its server hung on exit that way)
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()

@@ -323,3 +323,23 @@ def _assert_every_satisfied_threshold_fired(
                         checked += 1
                         assert (ws, start, quota, t) in fired, (ws, start_text, quota, t)
     assert checked, "no threshold was satisfied: the test proves nothing"
+
+
+def test_a_worker_started_without_kafka_says_so_and_exits(tmp_path: Path) -> None:
+    """No broker answers: the worker exits 2 with what to do (before, it failed before its
+    status server started and then waited forever to stop that server)."""
+    import subprocess
+    import sys
+
+    from groundwork.ports import free_port
+    from groundwork.settings import load_settings
+    from tests.streams.harness import worker_env
+
+    settings = load_settings(data_dir=tmp_path / "data",
+                             kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    result = subprocess.run([sys.executable, "-m", "meter.cli_entry", "worker"],
+                            env=worker_env(settings, free_port()), capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"Kafka at {settings.kafka_bootstrap} does not answer" in result.stderr
+    assert "meter kafka start" in result.stderr
