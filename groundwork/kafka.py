@@ -24,11 +24,12 @@ the tests all use it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from groundwork.errors import UserError
 from groundwork.settings import Settings
@@ -45,7 +46,7 @@ KAFKA_TIMEOUT_S = 10.0
 
 
 def _client(bootstrap: str, client_id: str | None) -> dict[str, Any]:
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": client_logger()}
     if client_id is not None:
         config["client.id"] = client_id
     return config
@@ -110,6 +111,52 @@ def existing_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, An
             "start it with `meter kafka start` or set METER_KAFKA_BOOTSTRAP."
         ) from None
     return topics
+
+
+class RepeatsHeldBack(logging.Filter):
+    """Lets the first record of each kind through, then one per ``every_s`` saying how
+    many like it were held back. A kind is the message with its numbers taken out.
+
+    While a broker is away, librdkafka reports every failed reconnect (about 20 lines a
+    second, "Connect to ipv4#127.0.0.1:19092 failed: Connection refused"); a service's
+    log would otherwise be that and nothing else."""
+
+    _DIGITS: Final = re.compile(r"\d+")
+    _MAX_KINDS: Final = 1_000  # librdkafka has few kinds; a bound all the same
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._clock = clock
+        self._kinds: dict[str, tuple[float, int]] = {}  # kind -> (last let through, held)
+        self._lock = threading.Lock()  # librdkafka may log from a client's own thread
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        kind = self._DIGITS.sub("#", message)
+        now = self._clock()
+        with self._lock:
+            seen = self._kinds.get(kind)
+            if seen is not None and now - seen[0] < self.every_s:
+                self._kinds[kind] = (seen[0], seen[1] + 1)
+                return False
+            if len(self._kinds) >= self._MAX_KINDS:
+                self._kinds.clear()
+            self._kinds[kind] = (now, 0)
+        if seen is not None and seen[1]:
+            record.msg = f"{message} ({seen[1]:,} more like it held back)"
+            record.args = ()
+        return True
+
+
+def client_logger() -> logging.Logger:
+    """The logger of every Kafka client built here: librdkafka's own lines (a broker
+    away, a coordinator moving) go through the service's logging, repeats held back."""
+    logger = logging.getLogger("meter.kafka.client")
+    if not any(isinstance(f, RepeatsHeldBack) for f in logger.filters):
+        logger.addFilter(RepeatsHeldBack())
+    return logger
 
 
 def quiet_logger() -> logging.Logger:
