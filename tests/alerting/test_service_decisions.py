@@ -28,10 +28,10 @@ from tests.alerting.kafka_helpers import (
     serving,
     settings_item,
     statuses,
-    until,
 )
 from tests.alerting.memory import MemoryCrossings, MemoryEdges
 from tests.alerting.receivers import Script, SmtpSink, WebhookReceiver
+from tests.waiting import wait_until_async
 
 SECRET = "whsec_" + base64.b64encode(b"decisions-test-secret-00001").decode()
 OWNERS = ["owner1@example.com", "owner2@example.com"]
@@ -70,7 +70,8 @@ def test_a_crossing_is_delivered_to_each_configured_channel_once(settings: Setti
                 config = alert_config(settings, smtp.port, metrics_port=0)
                 async with serving(edges.service(config)) as service:
                     edges.crossings.publish([c])
-                    await until(lambda: done(service, c.alert_id, *CHANNELS), "three outcomes")
+                    await wait_until_async(lambda: done(service, c.alert_id, *CHANNELS),
+                                           "three outcomes")
                     async with aiohttp.ClientSession() as http, http.get(
                             f"http://127.0.0.1:{service.metrics_port}/metrics") as resp:
                         metrics = await resp.text()
@@ -102,8 +103,9 @@ def test_a_muted_quota_is_recorded_muted_and_not_sent(settings: Settings) -> Non
                 heard = crossing(80, workspace="w1", quota="machines", event_id="e2")
                 async with serving(edges.service(alert_config(settings, smtp.port))) as service:
                     edges.crossings.publish([muted, heard])
-                    await until(lambda: done(service, muted.alert_id, *CHANNELS)
-                                and done(service, heard.alert_id, *CHANNELS), "six outcomes")
+                    await wait_until_async(
+                        lambda: done(service, muted.alert_id, *CHANNELS)
+                        and done(service, heard.alert_id, *CHANNELS), "six outcomes")
                 records = edges.deliveries()
                 for channel in CHANNELS:
                     assert statuses(records, muted.alert_id, channel) == ["muted#0"]
@@ -127,13 +129,13 @@ def test_a_redelivered_crossing_is_sent_once(settings: Settings) -> None:
             config = alert_config(settings, 1)
             async with serving(edges.service(config)) as first:
                 edges.crossings.publish([c, c])
-                await until(lambda: first.metrics.crossings_consumed == 2
-                            and first.offsets.pending() == 0, "both copies finished")
+                await wait_until_async(lambda: first.metrics.crossings_consumed == 2
+                                       and first.offsets.pending() == 0, "both copies finished")
             edges.crossings = MemoryCrossings()  # a new group: nothing committed
             edges.crossings.publish([c])
             async with serving(edges.service(config)) as again:
-                await until(lambda: again.metrics.crossings_consumed == 1
-                            and again.offsets.pending() == 0, "the copy re-read")
+                await wait_until_async(lambda: again.metrics.crossings_consumed == 1
+                                       and again.offsets.pending() == 0, "the copy re-read")
                 assert sum(again.metrics.attempts.values()) == 0
             assert [r.webhook_id for r in rx.received] == [c.alert_id]
             assert statuses(edges.deliveries(), c.alert_id, "webhook") == ["attempted#1",
@@ -173,12 +175,14 @@ def test_a_failing_webhook_is_retried_after_the_policys_waits(
             async with serving(edges.service(config, jitter=jitter)) as service:
                 edges.crossings.publish([c])
                 for attempt, wait in enumerate(waits, start=1):
-                    await until(waiting(edges, wait), f"the wait after attempt {attempt}")
+                    await wait_until_async(waiting(edges, wait),
+                                           f"the wait after attempt {attempt}")
                     edges.clock.advance(wait / 2)
                     assert edges.clock.waiting() == [wait / 2]  # still waiting
                     assert len(rx.received) == attempt  # and nothing sent meanwhile
                     edges.clock.advance(wait / 2)
-                await until(lambda: done(service, c.alert_id, "webhook"), "an outcome")
+                await wait_until_async(lambda: done(service, c.alert_id, "webhook"),
+                                       "an outcome")
             assert len(rx.received) == retries + 1
             records = [r for r in edges.deliveries() if r["channel"] == "webhook"]
             assert statuses(records, c.alert_id, "webhook") == expected
@@ -211,11 +215,12 @@ def test_a_forecast_has_its_own_mute(settings: Settings) -> None:
                                                                                 workspace="w2")
                 async with serving(edges.service(alert_config(settings, smtp.port))) as service:
                     edges.crossings.publish([forecast1, threshold1, forecast2, threshold2])
-                    await until(lambda: done(service, forecast1.alert_id, "email", "webhook")
-                                and done(service, threshold1.alert_id, "email", "webhook")
-                                and done(service, forecast2.alert_id, "webhook")
-                                and done(service, threshold2.alert_id, "webhook"),
-                                "six outcomes")
+                    await wait_until_async(
+                        lambda: done(service, forecast1.alert_id, "email", "webhook")
+                        and done(service, threshold1.alert_id, "email", "webhook")
+                        and done(service, forecast2.alert_id, "webhook")
+                        and done(service, threshold2.alert_id, "webhook"),
+                        "six outcomes")
                 records = edges.deliveries()
                 for channel in ("email", "webhook"):
                     assert statuses(records, forecast1.alert_id, channel) == [
