@@ -1,4 +1,5 @@
-"""confluent-kafka plumbing for the alerting consumer: an awaitable producer and topic tails.
+"""confluent-kafka plumbing for the alerting consumer: the crossings' consumer group
+member, an awaitable producer and topic tails (the Kafka side of ``alerting.edges``).
 
 Client configs come from ``groundwork.kafka`` (every producer: ``acks=all``,
 ``enable.idempotence``, ``partitioner=murmur2_random``). librdkafka calls block, so they
@@ -8,14 +9,88 @@ run in threads; results come back to the event loop with ``call_soon_threadsafe`
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from groundwork.kafka import ReadProgress, TopicPart, TopicReader, producer_config
+from alerting.edges import Consumed, FollowedHandler, FollowedRecord, Partitions
+from groundwork.kafka import (
+    ReadProgress,
+    TopicPart,
+    TopicReader,
+    consumer_config,
+    producer_config,
+)
 from groundwork.settings import Settings
+
+log = logging.getLogger("meter.alerts")
+
+
+class KafkaCrossings:
+    """A member of the alerting group on ``topic`` (``quota.thresholds``): cooperative-sticky,
+    committed offsets only, read_committed. The consumer is made on ``subscribe``."""
+
+    def __init__(self, settings: Settings, group_id: str, topic: str) -> None:
+        self._settings = settings
+        self._group_id = group_id
+        self._topic = topic
+        self._consumer: Consumer | None = None
+
+    def _member(self) -> Consumer:
+        assert self._consumer is not None, "subscribe first"
+        return self._consumer
+
+    def subscribe(self, on_assign: Partitions, on_revoke: Partitions,
+                  on_lost: Partitions) -> None:
+        def numbers(partitions: list[TopicPartition]) -> list[int]:
+            return [p.partition for p in partitions]
+
+        consumer = Consumer(consumer_config(
+            self._settings, self._group_id,
+            **{"partition.assignment.strategy": "cooperative-sticky",
+               "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}))
+        self._consumer = consumer
+        consumer.subscribe([self._topic],
+                           on_assign=lambda _c, ps: on_assign(numbers(ps)),
+                           on_revoke=lambda _c, ps: on_revoke(numbers(ps)),
+                           on_lost=lambda _c, ps: on_lost(numbers(ps)))
+
+    def consume(self, max_records: int, timeout_s: float) -> list[Consumed]:
+        consumed = []
+        for message in self._member().consume(max_records, timeout_s):
+            if message.error() is not None:
+                log.warning("consumer error: %s", message.error())
+                continue
+            consumed.append(Consumed(message.partition() or 0, message.offset() or 0,
+                                     message.value()))
+        return consumed
+
+    def commit(self, positions: dict[int, int]) -> bool:
+        try:
+            self._member().commit(
+                offsets=[TopicPartition(self._topic, p, o) for p, o in positions.items()],
+                asynchronous=False)
+            return True
+        except KafkaException as exc:
+            # e.g. a rebalance moved on meanwhile: the next owner re-reads these crossings
+            # and the ledger keeps it from sending any of them twice
+            log.warning("commit of %s failed: %s", positions, exc)
+            return False
+
+    def pause(self) -> None:
+        consumer = self._member()
+        consumer.pause(consumer.assignment())
+
+    def resume(self) -> None:
+        consumer = self._member()
+        consumer.resume(consumer.assignment())
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
 
 
 class AckedProducer:
@@ -61,50 +136,58 @@ def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
         future.set_exception(KafkaException(err))
 
 
-Handler = Callable[[Sequence[Message]], None]
-
-
 class TopicTail:
     """Reads whole topics from the beginning and keeps following them (no consumer group).
 
-    ``handler`` runs on the event loop with each batch; ``caught_up`` waits until
-    every record that existed when it was called has been handled (``TopicReader``'s rule).
+    From ``start`` on, ``handler`` runs on the event loop with each batch; ``caught_up``
+    waits until every record that existed when it was called has been handled
+    (``TopicReader``'s rule).
     """
 
-    def __init__(self, settings: Settings, topics: Sequence[str], handler: Handler,
-                 loop: asyncio.AbstractEventLoop, name: str) -> None:
-        self._handler = handler
-        self._loop = loop
+    def __init__(self, settings: Settings, topics: Sequence[str], name: str) -> None:
+        self._settings = settings
+        self._topics = list(topics)
+        self._name = name
         self._handled = ReadProgress()  # the reader's position, as far as handled here
         self._progress = asyncio.Event()
         self._stop = threading.Event()
-        self._reader = TopicReader(settings, f"meter-alerts-tail-{uuid.uuid4().hex}")
+        self._reader: TopicReader | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, handler: FollowedHandler, loop: asyncio.AbstractEventLoop) -> None:
+        reader = TopicReader(self._settings, f"meter-alerts-tail-{uuid.uuid4().hex}")
         try:
-            parts = self._reader.partitions(topics)
+            parts = reader.partitions(self._topics)
         except KafkaException as exc:
-            self._reader.close()
-            raise KafkaException(f"a topic of {', '.join(topics)} does not exist "
+            reader.close()
+            raise KafkaException(f"a topic of {', '.join(self._topics)} does not exist "
                                  f"(run `meter topics create`): {exc}") from None
-        self._reader.assign({tp: 0 for tp in parts})
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        reader.assign({tp: 0 for tp in parts})
+        self._reader = reader
+        self._thread = threading.Thread(target=self._run, args=(reader, handler, loop),
+                                        name=self._name, daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        reader = self._reader
+    def _run(self, reader: TopicReader, handler: FollowedHandler,
+             loop: asyncio.AbstractEventLoop) -> None:
         try:
             while not self._stop.is_set():
-                batch = reader.poll(500, 0.1)
-                self._loop.call_soon_threadsafe(self._apply, batch, dict(reader.progress.reached))
+                batch = [FollowedRecord(m.topic() or "", m.key(), m.value())
+                         for m in reader.poll(500, 0.1)]
+                loop.call_soon_threadsafe(self._apply, handler, batch,
+                                          dict(reader.progress.reached))
         finally:
             reader.close()
 
-    def _apply(self, batch: Sequence[Message], reached: dict[TopicPart, int]) -> None:
+    def _apply(self, handler: FollowedHandler, batch: Sequence[FollowedRecord],
+               reached: dict[TopicPart, int]) -> None:
         if batch:
-            self._handler(batch)
+            handler(batch)
         self._handled.reached.update(reached)
         self._progress.set()
 
     async def caught_up(self) -> None:
+        assert self._reader is not None, "start first"
         ends = await asyncio.to_thread(self._reader.ends)  # where the topics end now
         while not self._handled.caught_up(ends):
             self._progress.clear()
@@ -112,4 +195,5 @@ class TopicTail:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()

@@ -13,27 +13,38 @@ Exactly-once per (alert_id, channel) comes from the ledger (``alerting.ledger``)
 rebuilt from ``alerting.deliveries`` on start and on every partition assignment.
 The one window: a crash after ``attempted`` was recorded and before the outcome
 was: the next owner sends again, with a detail saying so.
+
+The service is given its edges (``alerting.edges``): the crossings' source, the
+delivery records' writer, the followed settings and deliveries topics, the HTTP and
+SMTP senders and a clock. ``AlertService.from_config`` builds the real ones (Kafka,
+aiohttp, smtplib, the system clock).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from aiohttp import web
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from alerting.channels import Channels, Prepared
 from alerting.config import AlertingConfig
 from alerting.directory import Directory, WorkspaceChannels
+from alerting.edges import (
+    Clock,
+    Consumed,
+    CrossingSource,
+    DeliveryWriter,
+    FollowedRecord,
+    FollowedTopics,
+    SystemClock,
+)
 from alerting.http_client import HttpSender
-from alerting.kafka_io import AckedProducer, TopicTail
+from alerting.kafka_io import AckedProducer, KafkaCrossings, TopicTail
 from alerting.ledger import Ledger
 from alerting.metrics import AlertMetrics
 from alerting.offsets import OffsetTracker
@@ -41,7 +52,6 @@ from alerting.planning import Action, CollapsePlanner, Decision
 from alerting.records import Channel, Status, delivery_record, target_of
 from alerting.retry import Kind, RetryPolicy
 from alerting.smtp_client import SmtpConfig
-from groundwork.kafka import consumer_config
 from schemas.codec import decode_event, decode_record, encode_record
 from schemas.events import AlertSettingsEvent, PlanEvent
 from schemas.validation import InvalidEvent
@@ -69,9 +79,26 @@ class Closing(Exception):
 
 
 class AlertService:
-    def __init__(self, config: AlertingConfig, *, drain_s: float = 10.0,
-                 max_pending: int = 20_000) -> None:
+    """Delivers the crossings ``crossings`` yields; see the module's docstring.
+
+    ``run`` owns the collaborators' lifetimes: it starts the followed topics, enters
+    ``http`` and closes everything when it returns.
+    """
+
+    def __init__(self, config: AlertingConfig, *, crossings: CrossingSource,
+                 deliveries: DeliveryWriter, settings_topics: FollowedTopics,
+                 deliveries_topic: FollowedTopics, http: HttpSender, smtp: SmtpConfig,
+                 clock: Clock | None = None, jitter: Callable[[], float] = random.random,
+                 drain_s: float = 10.0, max_pending: int = 20_000) -> None:
         self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self._crossings = crossings
+        self._writer = deliveries
+        self._settings_tail = settings_topics
+        self._deliveries_tail = deliveries_topic
+        self._http = http
+        self._smtp = smtp
+        self._jitter = jitter  # in [0, 1): the retry backoff's jitter
         self.settings = config.settings
         self.directory = Directory()
         self.ledger = Ledger()
@@ -96,10 +123,24 @@ class AlertService:
         self._closing_all = False
         self._close_signal = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._consumer: Consumer | None = None
-        self._producer: AckedProducer | None = None
-        self._deliveries_tail: TopicTail | None = None
+        self._consuming = False  # the source is subscribed and not closed
         self._channels: Channels | None = None
+
+    @classmethod
+    def from_config(cls, config: AlertingConfig, *, drain_s: float = 10.0,
+                    max_pending: int = 20_000) -> AlertService:
+        """The service on its real edges: Kafka, aiohttp, SMTP and the system clock."""
+        s = config.settings
+        return cls(
+            config,
+            crossings=KafkaCrossings(s, config.group_id, s.topic(THRESHOLDS_TOPIC)),
+            deliveries=AckedProducer(s),
+            settings_topics=TopicTail(s, [s.topic(SETTINGS_TOPIC), s.topic(PLANS_TOPIC)],
+                                      "alerts-settings"),
+            deliveries_topic=TopicTail(s, [s.topic(DELIVERIES_TOPIC)], "alerts-deliveries"),
+            http=HttpSender(config.allow_hosts, s.delivery_timeout_s),
+            smtp=SmtpConfig.from_settings(s),
+            drain_s=drain_s, max_pending=max_pending)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -118,29 +159,26 @@ class AlertService:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        s = self.settings
-        settings_tail = TopicTail(s, [s.topic(SETTINGS_TOPIC), s.topic(PLANS_TOPIC)],
-                                  self._on_settings, self._loop, "alerts-settings")
-        self._deliveries_tail = TopicTail(s, [s.topic(DELIVERIES_TOPIC)], self._on_deliveries,
-                                          self._loop, "alerts-deliveries")
-        self._producer = AckedProducer(s)
         metrics_runner: web.AppRunner | None = None
         try:
-            await asyncio.gather(settings_tail.caught_up(), self._deliveries_tail.caught_up())
+            self._settings_tail.start(self._on_settings, self._loop)
+            self._deliveries_tail.start(self._on_deliveries, self._loop)
+            await asyncio.gather(self._settings_tail.caught_up(),
+                                 self._deliveries_tail.caught_up())
             log.info("alerting: %d workspaces' settings, %d delivery keys rebuilt",
                      self.directory.updates, len(self.ledger))
             metrics_runner = await self._serve_metrics()
-            async with HttpSender(self.config.allow_hosts, s.delivery_timeout_s) as http:
+            async with self._http as http:
                 # the storage prune target the worker's prune requests use
-                self._channels = Channels(http, _smtp_config(self.config),
+                self._channels = Channels(http, self._smtp,
                                           prune_target_ratio=PRUNE_TARGET_PERCENT / 100)
                 await self._consume()
         finally:
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
-            settings_tail.close()
+            self._settings_tail.close()
             self._deliveries_tail.close()
-            self._producer.close(0 if self._aborted else 10)
+            self._writer.close(0 if self._aborted else 10)
 
     async def _serve_metrics(self) -> web.AppRunner | None:
         if self.config.metrics_port is None:
@@ -160,52 +198,46 @@ class AlertService:
         app.router.add_get("/health", health)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.metrics_host, self.config.metrics_port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.metrics_port = int(sockets[0].getsockname()[1]) if sockets else None
+        await web.TCPSite(runner, self.config.metrics_host, self.config.metrics_port).start()
+        # the bound (host, port, ...) of the one site: the port asked for, or the one
+        # the system chose for port 0
+        self.metrics_port = int(runner.addresses[0][1]) if runner.addresses else None
         return runner
 
     # ---- the consumer loop -------------------------------------------------------------
 
     async def _consume(self) -> None:
-        s = self.settings
-        consumer = Consumer(consumer_config(
-            s, self.config.group_id, **{"partition.assignment.strategy": "cooperative-sticky",
-                                        "session.timeout.ms": 10_000,
-                                        "heartbeat.interval.ms": 1_000}))
-        self._consumer = consumer
-        consumer.subscribe([s.topic(THRESHOLDS_TOPIC)], on_assign=self._assign_cb,
-                           on_revoke=self._revoke_cb, on_lost=self._lost_cb)
+        source, clock = self._crossings, self.clock
+        source.subscribe(self._assign_cb, self._revoke_cb, self._lost_cb)
+        self._consuming = True
         self._ready.set()
-        last_commit = time.monotonic()
+        last_commit = clock.monotonic()
         try:
             while not self._stopping.is_set():
-                messages = await asyncio.to_thread(consumer.consume, 500, 0.05)
-                for message in messages:
-                    self._on_crossing(message)
-                self._dispatch(self.planner.expire(_now_ms()))
-                await self._backpressure(consumer)
+                records = await asyncio.to_thread(source.consume, 500, 0.05)
+                for record in records:
+                    self._on_crossing(record)
+                self._dispatch(self.planner.expire(clock.now_ms()))
+                await self._backpressure()
                 self.metrics.in_flight = self.offsets.pending()
-                if time.monotonic() - last_commit >= 0.2:
+                if clock.monotonic() - last_commit >= 0.2:
                     await self._commit_finished()
-                    last_commit = time.monotonic()
+                    last_commit = clock.monotonic()
             if not self._aborted:
                 await self._drain(list(self._tasks), everything=True)
                 await self._commit_finished()
         finally:
             self._cancel_partitions(list(self._tasks))
-            await asyncio.to_thread(consumer.close)
-            self._consumer = None
+            await asyncio.to_thread(source.close)
+            self._consuming = False
 
-    async def _backpressure(self, consumer: Consumer) -> None:
+    async def _backpressure(self) -> None:
         pending = self.offsets.pending()
         if not self._paused and pending >= self._max_pending:
-            await asyncio.to_thread(consumer.pause, consumer.assignment())
+            await asyncio.to_thread(self._crossings.pause)
             self._paused = True
         elif self._paused and pending < self._max_pending // 2:
-            await asyncio.to_thread(consumer.resume, consumer.assignment())
+            await asyncio.to_thread(self._crossings.resume)
             self._paused = False
 
     async def _commit_finished(self) -> None:
@@ -215,37 +247,24 @@ class AlertService:
 
     def _commit(self, positions: dict[int, int]) -> bool:
         """Commit positions (in the consumer's thread or a worker thread, never both)."""
-        if self._consumer is None or not positions:
+        if not self._consuming or not positions:
             return False
-        topic = self.settings.topic(THRESHOLDS_TOPIC)
-        try:
-            self._consumer.commit(
-                offsets=[TopicPartition(topic, p, o) for p, o in positions.items()],
-                asynchronous=False)
-            return True
-        except KafkaException as exc:
-            # e.g. a rebalance moved on meanwhile: the next owner re-reads these crossings
-            # and the ledger keeps it from sending any of them twice
-            log.warning("commit of %s failed: %s", positions, exc)
-            return False
+        return self._crossings.commit(positions)
 
-    def _on_crossing(self, message: Message) -> None:
-        if message.error() is not None:
-            log.warning("consumer error: %s", message.error())
-            return
-        partition, offset = message.partition() or 0, message.offset() or 0
+    def _on_crossing(self, consumed: Consumed) -> None:
+        partition, offset = consumed.partition, consumed.offset
         self.offsets.start(partition, offset)
         self.metrics.crossings_consumed += 1
         try:
-            _topic, record = decode_record(message.value() or b"")
+            _topic, record = decode_record(consumed.value or b"")
             crossing = Crossing.from_record(record)
         except (InvalidEvent, KeyError, TypeError) as exc:
             log.error("skipping undecodable crossing at %s/%d: %s", partition, offset, exc)
             self.offsets.finish(partition, offset)
             return
         ws = self.directory.channels(crossing.workspace_id)
-        tag = Tag(partition, offset, time.monotonic())
-        self._dispatch(self.planner.offer(crossing, ws.muted, _now_ms(), tag,
+        tag = Tag(partition, offset, self.clock.monotonic())
+        self._dispatch(self.planner.offer(crossing, ws.muted, self.clock.now_ms(), tag,
                                           ws.muted_forecasts))
 
     def _dispatch(self, decisions: Sequence[Decision[Tag]]) -> None:
@@ -324,7 +343,7 @@ class AlertService:
                 if result.kind is Kind.DELIVERED:
                     await self._record(crossing, channel, "delivered", attempt, result.reason,
                                        prepared.target)
-                    self.metrics.latency(channel, time.monotonic() - tag.received)
+                    self.metrics.latency(channel, self.clock.monotonic() - tag.received)
                     return
                 if not self.policy.should_retry(attempt, result):
                     detail = result.reason if result.kind is Kind.PERMANENT else (
@@ -332,7 +351,7 @@ class AlertService:
                     await self._record(crossing, channel, "failed", attempt, detail,
                                        prepared.target)
                     return
-                delay = self.policy.delay(attempt, result, random.random())
+                delay = self.policy.delay(attempt, result, self._jitter())
                 await self._record(crossing, channel, "retrying", attempt,
                                    f"{result.reason}; next attempt in {delay:.2f} s",
                                    prepared.target)
@@ -347,32 +366,32 @@ class AlertService:
 
     async def _backoff(self, delay: float, partition: int) -> None:
         """Sleep ``delay`` seconds, or less if the partition is being released."""
-        deadline = time.monotonic() + delay
+        clock = self.clock
+        deadline = clock.monotonic() + delay
         while not self._is_closing(partition):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return
             if self._close_signal.is_set():  # another partition is closing
-                await asyncio.sleep(min(remaining, 0.05))
+                await clock.sleep(min(remaining, 0.05))
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._close_signal.wait(), remaining)
+            await clock.wait(self._close_signal, remaining)
 
     async def _record(self, crossing: Crossing, channel: Channel, status: Status, attempt: int,
                       detail: str | None, target: str | None) -> None:
         """Publish one delivery record and wait for the broker's ack, then apply it."""
-        assert self._producer is not None
-        record = delivery_record(crossing, channel, status, attempt, detail, target, _now_ms())
+        record = delivery_record(crossing, channel, status, attempt, detail, target,
+                                 self.clock.now_ms())
         value = encode_record(DELIVERIES_TOPIC, record)
         topic = self.settings.topic(DELIVERIES_TOPIC)
         while True:
             try:
-                await self._producer.send(topic, crossing.workspace_id.encode(), value)
+                await self._writer.send(topic, crossing.workspace_id.encode(), value)
                 break
             except Exception as exc:  # the broker is away: keep the record, try again
                 log.warning("could not record %s for %s/%s (%s); retrying", status,
                             crossing.alert_id, channel, exc)
-                await asyncio.sleep(1.0)
+                await self.clock.sleep(1.0)
         self.ledger.apply(record)
         if status != "attempted":
             self.metrics.outcome(channel, status)
@@ -381,12 +400,12 @@ class AlertService:
 
     # ---- compacted topics and the ledger -----------------------------------------------
 
-    def _on_settings(self, batch: Sequence[Message]) -> None:
+    def _on_settings(self, batch: Sequence[FollowedRecord]) -> None:
         settings_topic = self.settings.topic(SETTINGS_TOPIC)
         for message in batch:
-            workspace_id = (message.key() or b"").decode("utf-8", "replace")
-            value = message.value()
-            is_settings = message.topic() == settings_topic
+            workspace_id = (message.key or b"").decode("utf-8", "replace")
+            value = message.value
+            is_settings = message.topic == settings_topic
             if value is None:
                 if is_settings:
                     self.directory.apply_settings(workspace_id, None)
@@ -396,7 +415,7 @@ class AlertService:
             try:
                 event = decode_event(value)
             except InvalidEvent as exc:
-                log.warning("ignoring an invalid %s record of %s: %s", message.topic(),
+                log.warning("ignoring an invalid %s record of %s: %s", message.topic,
                             workspace_id, exc)
                 continue
             if isinstance(event, AlertSettingsEvent):
@@ -404,9 +423,9 @@ class AlertService:
             elif isinstance(event, PlanEvent):
                 self.directory.apply_plan(event.workspace_id, event)
 
-    def _on_deliveries(self, batch: Sequence[Message]) -> None:
+    def _on_deliveries(self, batch: Sequence[FollowedRecord]) -> None:
         for message in batch:
-            value = message.value()
+            value = message.value
             if value is None:
                 continue
             try:
@@ -417,16 +436,15 @@ class AlertService:
 
     # ---- rebalances (called from the consumer's thread, inside consume) ---------------
 
-    def _assign_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        assert self._loop is not None and self._deliveries_tail is not None
-        log.info("assigned partitions %s", [p.partition for p in partitions])
+    def _assign_cb(self, numbers: list[int]) -> None:
+        assert self._loop is not None
+        log.info("assigned partitions %s", numbers)
         # The previous owner's records must be in the ledger before we consume.
         asyncio.run_coroutine_threadsafe(self._deliveries_tail.caught_up(), self._loop).result()
-        self.assigned.update(p.partition for p in partitions)
+        self.assigned.update(numbers)
 
-    def _revoke_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _revoke_cb(self, numbers: list[int]) -> None:
         assert self._loop is not None
-        numbers = [p.partition for p in partitions]
         log.info("revoking partitions %s", numbers)
         if not self._aborted:
             positions = asyncio.run_coroutine_threadsafe(
@@ -434,9 +452,8 @@ class AlertService:
             self._commit(positions)
         asyncio.run_coroutine_threadsafe(self._forget(numbers), self._loop).result()
 
-    def _lost_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _lost_cb(self, numbers: list[int]) -> None:
         assert self._loop is not None
-        numbers = [p.partition for p in partitions]
         log.warning("lost partitions %s", numbers)
         asyncio.run_coroutine_threadsafe(self._forget(numbers), self._loop).result()
 
@@ -475,14 +492,3 @@ class AlertService:
                     cancelled.append(task)
         return cancelled
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _smtp_config(config: AlertingConfig) -> SmtpConfig:
-    s = config.settings
-    return SmtpConfig(
-        host=s.smtp_host, port=s.smtp_port, starttls=s.smtp_starttls, username=s.smtp_username,
-        password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-        sender=s.smtp_from, timeout_s=s.delivery_timeout_s)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from alerting.retry import AttemptResult, classify_smtp
+from groundwork.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,14 @@ class SmtpConfig:
     password: str | None
     sender: str
     timeout_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpConfig:
+        return cls(host=settings.smtp_host, port=settings.smtp_port,
+                   starttls=settings.smtp_starttls, username=settings.smtp_username,
+                   password=(settings.smtp_password.get_secret_value()
+                             if settings.smtp_password else None),
+                   sender=settings.smtp_from, timeout_s=settings.delivery_timeout_s)
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:

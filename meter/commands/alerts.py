@@ -39,7 +39,7 @@ def alerts(
     logging.getLogger("meter.alerts").setLevel(logging.INFO if verbose else logging.WARNING)
 
     async def main() -> None:
-        service = AlertService(config)
+        service = AlertService.from_config(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.stop)

@@ -48,12 +48,18 @@ def publish_settings(settings: Settings, workspace: str, **fields: Any) -> None:
     publish(settings, "alerting.settings", [settings_item(workspace, **fields)])
 
 
-def publish_plan(settings: Settings, workspace: str, owners: Sequence[str],
-                 limits: Limits = UNLIMITED) -> None:
+def plan_item(workspace: str, owners: Sequence[str],
+              limits: Limits = UNLIMITED) -> tuple[str, bytes]:
+    """One ``quota.plans`` record (key, value) naming ``owners``."""
     now = int(time.time() * 1000)
     event = PlanEvent(f"p-{uuid.uuid4().hex[:8]}", workspace, now, "team", now, "UTC",
                       limits._replace(ai_tokens=1000), tuple(owners))
-    publish(settings, "quota.plans", [(workspace, encode_event(event))])
+    return workspace, encode_event(event)
+
+
+def publish_plan(settings: Settings, workspace: str, owners: Sequence[str],
+                 limits: Limits = UNLIMITED) -> None:
+    publish(settings, "quota.plans", [plan_item(workspace, owners, limits)])
 
 
 def read_deliveries(settings: Settings) -> list[dict[str, Any]]:
@@ -68,7 +74,14 @@ def statuses(records: Sequence[dict[str, Any]], alert_id: str, channel: str) -> 
 
 @asynccontextmanager
 async def running(config: AlertingConfig) -> AsyncIterator[AlertService]:
-    service = AlertService(config, drain_s=5.0)
+    """The service on a real broker (``AlertService.from_config``)."""
+    async with serving(AlertService.from_config(config, drain_s=5.0)) as service:
+        yield service
+
+
+@asynccontextmanager
+async def serving(service: AlertService) -> AsyncIterator[AlertService]:
+    """Run ``service`` until the block ends (then stop it gracefully and wait)."""
     task = asyncio.create_task(service.run())
     ready = asyncio.create_task(service.wait_ready())
     await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)

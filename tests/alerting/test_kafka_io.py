@@ -9,8 +9,8 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
-from confluent_kafka import Message
 
+from alerting.edges import FollowedRecord
 from alerting.kafka_io import TopicTail
 from groundwork.settings import Settings
 from schemas.codec import decode_record
@@ -24,9 +24,9 @@ def test_a_tail_catches_up_past_markers_aborted_records_and_up_to_an_open_transa
     writer = TransactionalWriter(meter_settings, "quota.state")
     seen: list[tuple[str, int]] = []
 
-    def handle(batch: Sequence[Message]) -> None:
+    def handle(batch: Sequence[FollowedRecord]) -> None:
         for msg in batch:
-            record = decode_record(msg.value() or b"")[1]
+            record = decode_record(msg.value or b"")[1]
             seen.append((record["workspace_id"], record["version"]))
 
     async def caught_up(tail: TopicTail) -> list[tuple[str, int]]:
@@ -36,8 +36,8 @@ def test_a_tail_catches_up_past_markers_aborted_records_and_up_to_an_open_transa
     async def scenario() -> None:
         writer.commit([state_item(0, "wa", 1)])
         writer.abort([state_item(1, "wb", 99)])  # partition 1 holds aborted records only
-        tail = TopicTail(meter_settings, [writer.topic], handle, asyncio.get_running_loop(),
-                         "test-tail")
+        tail = TopicTail(meter_settings, [writer.topic], "test-tail")
+        tail.start(handle, asyncio.get_running_loop())
         try:
             assert await caught_up(tail) == [("wa", 1)]
             writer.commit([state_item(1, "wb", 1)])

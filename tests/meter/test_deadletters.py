@@ -87,7 +87,6 @@ def test_a_dead_letter_replayed_after_its_cause_is_gone_counts_once(
     cycle_closed letter, which no fix reopens, replays harmlessly."""
     settings = meter_settings
     now = int(time.time() * 1000)
-    ahead = now + 5 * MINUTE + 8_000
     tokens = {"type": "tokens", "workspace_id": "w1", "member_id": "m1", "machine_id": None,
               "skill": None, "provider": "openai", "model": "gpt-4o", "output_tokens": 0,
               "surface": "chat"}
@@ -106,11 +105,17 @@ def test_a_dead_letter_replayed_after_its_cause_is_gone_counts_once(
                            "occurred_at": now})
         publisher.publish({**tokens, "workspace_id": "w2", "input_tokens": 70,
                            "occurred_at": now - 70 * 24 * 60 * MINUTE})
-        # validated without a clock (as a producer with a wrong one would)
-        publisher.publish_valid(validate("tokens", {**tokens, "input_tokens": 50,
-                                                    "event_id": "ahead-1",
-                                                    "occurred_at": ahead}, now_ms=None))
     with running_worker(settings, tmp_path / "worker.log") as worker:
+        wait_caught_up(settings, proc=worker)
+        # Published once the worker is running and caught up, so that its 8 s past the
+        # 5 min allowed are spent on this one event and not on the worker's start (a
+        # start slower than 8 s on a loaded machine would count it instead).
+        ahead = int(time.time() * 1000) + 5 * MINUTE + 8_000
+        with Publisher(settings) as publisher:
+            # validated without a clock (as a producer with a wrong one would)
+            publisher.publish_valid(validate("tokens", {**tokens, "input_tokens": 50,
+                                                        "event_id": "ahead-1",
+                                                        "occurred_at": ahead}, now_ms=None))
         wait_caught_up(settings, proc=worker)
         assert _tokens_used(settings, "w1") == 100
         assert _tokens_used(settings, "w2") == 7
