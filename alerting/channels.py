@@ -61,13 +61,23 @@ class Channels:
 
         return Prepared(target_of("email", owners=owners), send)
 
-    def _slack(self, crossing: Crossing, ws: WorkspaceChannels) -> Prepared:
-        url = ws.slack_webhook_url or ""
-        target = target_of("slack", url=url)
+    def _checked_url(self, channel: Channel, url: str | None,
+                     setting: str) -> tuple[str, str | None, Prepared | None]:
+        """``url`` (empty when unset), its target, and the refusal if it may not be posted
+        to (``setting``: the workspace setting that names it)."""
+        url = url or ""
+        target = target_of(channel, url=url)
         try:
             self._http.check(url)
         except UnsafeUrl as exc:
-            return Prepared(target, None, f"slack_webhook_url: {exc}")
+            return url, target, Prepared(target, None, f"{setting}: {exc}")
+        return url, target, None
+
+    def _slack(self, crossing: Crossing, ws: WorkspaceChannels) -> Prepared:
+        url, target, refused = self._checked_url("slack", ws.slack_webhook_url,
+                                                 "slack_webhook_url")
+        if refused is not None:
+            return refused
         body = json.dumps(render_slack(crossing, prune_target_ratio=self._prune_target_ratio),
                           separators=(",", ":")).encode()
 
@@ -77,12 +87,9 @@ class Channels:
         return Prepared(target, send)
 
     def _webhook(self, crossing: Crossing, ws: WorkspaceChannels) -> Prepared:
-        url = ws.webhook_url or ""
-        target = target_of("webhook", url=url)
-        try:
-            self._http.check(url)
-        except UnsafeUrl as exc:
-            return Prepared(target, None, f"webhook_url: {exc}")
+        url, target, refused = self._checked_url("webhook", ws.webhook_url, "webhook_url")
+        if refused is not None:
+            return refused
         if not ws.webhook_secret:
             return Prepared(target, None, "no webhook_secret set: webhooks are only sent signed")
         try:

@@ -179,8 +179,10 @@ def _total(entries: Mapping[str, Metrics], columns: Sequence[Column]) -> Row:
     return Row("Total", {c.key: c.value(summed) for c in columns})
 
 
-def simple_table(name: str, title: str, key_title: str, entries: Mapping[str, Metrics],
+def simple_table(cycle: Mapping[str, Any], name: str, title: str, key_title: str,
                  columns: Sequence[Column], sort: str | None = None, note: str = "") -> Table:
+    """The breakdown ``cycle[name]`` (machines, members or skills), each entry with its cost."""
+    entries: Mapping[str, Metrics] = _with_cost(cycle.get(name, {}), _costs(cycle, name))
     sort_key, descending = parse_sort(sort, columns, DEFAULT_SORT[name])
     rows = _sorted(_rows(entries, columns), sort_key, descending)
     return Table(name, title, key_title, tuple(columns), rows, sort_key, descending,
@@ -188,22 +190,17 @@ def simple_table(name: str, title: str, key_title: str, entries: Mapping[str, Me
 
 
 def machines_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
-    return simple_table("machines", "By machine", "Machine",
-                        _with_cost(cycle.get("machines", {}), _costs(cycle, "machines")),
-                        MACHINE_COLUMNS, sort,
+    return simple_table(cycle, "machines", "By machine", "Machine", MACHINE_COLUMNS, sort,
                         "AI tokens are those of sessions naming the machine.")
 
 
 def members_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
-    return simple_table("members", "By member", "Member",
-                        _with_cost(cycle.get("members", {}), _costs(cycle, "members")),
-                        MEMBER_COLUMNS, sort, "Chat tokens are tokens on the chat surface.")
+    return simple_table(cycle, "members", "By member", "Member", MEMBER_COLUMNS, sort,
+                        "Chat tokens are tokens on the chat surface.")
 
 
 def skills_table(cycle: Mapping[str, Any], sort: str | None = None) -> Table:
-    return simple_table("skills", "By skill", "Skill",
-                        _with_cost(cycle.get("skills", {}), _costs(cycle, "skills")),
-                        SKILL_COLUMNS, sort,
+    return simple_table(cycle, "skills", "By skill", "Skill", SKILL_COLUMNS, sort,
                         "Tokens are those of calls naming the skill, on any surface.")
 
 

@@ -18,6 +18,27 @@ from dashboard.quotas import QuotaBar
 Formatter = Callable[[int], str]
 
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One stacked part of an ``hbar_chart`` bar."""
+
+    name: str  # a CSS class suffix: seg-<name>
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnDatum:
+    """One ``column_chart`` column."""
+
+    label: str
+    value: int
+    tooltip: str
+    limit: int | None = None
+    href: str | None = None
+    current: bool = False
+    selected: bool = False
+
+
 def _num(value: float) -> str:
     """Coordinates with at most 2 decimals, no trailing zeros."""
     text = f"{value:.2f}".rstrip("0").rstrip(".")
@@ -46,6 +67,13 @@ def ticks(maximum: int, count: int = 4) -> list[int]:
 
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _chart_start(kind: str, width: int, height: int, title: str) -> str:
+    """A chart's opening ``<svg>``, scaling to its container up to ``width`` px, titled."""
+    return (f'<svg class="chart {kind}" viewBox="0 0 {width} {height}" '
+            f'style="max-width:{width}px" role="img" '
+            f'aria-label="{escape(title)}"><title>{escape(title)}</title>')
 
 
 def quota_bar(bar: QuotaBar) -> str:
@@ -77,12 +105,6 @@ def quota_bar(bar: QuotaBar) -> str:
     return "".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    name: str  # a CSS class suffix: seg-<name>
-    value: int
-
-
 def hbar_chart(items: Sequence[tuple[str, Sequence[Segment]]], value_text: Formatter, *,
                title: str, width: int = 560, label_width: int = 150, row: int = 26,
                legend: Sequence[tuple[str, str]] = (),
@@ -99,9 +121,7 @@ def hbar_chart(items: Sequence[tuple[str, Sequence[Segment]]], value_text: Forma
     height = top + row * len(items) + 4
     plot = width - label_width - value_width - 8
     largest = max(sum(s.value for s in segs) for _, segs in items) or 1
-    out = [f'<svg class="chart hbar" viewBox="0 0 {width} {height}" '
-           f'style="max-width:{width}px" role="img" '
-           f'aria-label="{escape(title)}"><title>{escape(title)}</title>']
+    out = [_chart_start("hbar", width, height, title)]
     x_legend = label_width
     for name, text in legend:
         out.append(f'<rect class="seg-{escape(name)}" x="{x_legend}" y="5" width="10" '
@@ -130,17 +150,6 @@ def hbar_chart(items: Sequence[tuple[str, Sequence[Segment]]], value_text: Forma
     return "".join(out)
 
 
-@dataclass(frozen=True, slots=True)
-class ColumnDatum:
-    label: str
-    value: int
-    tooltip: str
-    limit: int | None = None
-    href: str | None = None
-    current: bool = False
-    selected: bool = False
-
-
 def column_chart(columns: Sequence[ColumnDatum], value_text: Formatter, *, title: str,
                  width: int = 960, height: int = 260) -> str:
     """Vertical columns (one per cycle) on a 0-based axis, with limit ticks where a
@@ -152,9 +161,7 @@ def column_chart(columns: Sequence[ColumnDatum], value_text: Formatter, *, title
     largest = max([c.value for c in columns] + [c.limit or 0 for c in columns])
     axis = ticks(largest)
     ymax = axis[-1] or 1
-    out = [f'<svg class="chart columns" viewBox="0 0 {width} {height}" '
-           f'style="max-width:{width}px" role="img" '
-           f'aria-label="{escape(title)}"><title>{escape(title)}</title>']
+    out = [_chart_start("columns", width, height, title)]
     for tick in axis:
         y = top + plot_h - tick / ymax * plot_h
         out.append(f'<line class="grid" x1="{left}" y1="{_num(y)}" x2="{width - right}" '

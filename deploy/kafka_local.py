@@ -38,39 +38,32 @@ class KafkaStartError(UserError):
 
 @dataclass(frozen=True)
 class KafkaPaths:
+    """Where a local broker's files are: its jars, and its home with the config, data,
+    logs and pid file (the layout is ``kafka_paths``')."""
+
     libs: Path
     home: Path
-
-    @property
-    def config(self) -> Path:
-        return self.home / "server.properties"
-
-    @property
-    def storage(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def logs(self) -> Path:
-        return self.home / "logs"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "broker.pid"
-
-    @property
-    def console_log(self) -> Path:
-        return self.logs / "console.log"
-
-    @property
-    def server_log(self) -> Path:
-        return self.logs / "server.log"
+    config: Path
+    storage: Path
+    logs: Path
+    pid_file: Path
+    console_log: Path
+    server_log: Path
 
 
 def kafka_paths(settings: Settings) -> KafkaPaths:
     cache = settings.cache_dir if settings.cache_dir is not None else REPO_DIR / ".cache"
+    home = (settings.data_dir / "kafka").resolve()
+    logs = home / "logs"
     return KafkaPaths(
         libs=cache.resolve() / "kafka" / settings.kafka_version / "libs",
-        home=(settings.data_dir / "kafka").resolve(),
+        home=home,
+        config=home / "server.properties",
+        storage=home / "data",
+        logs=logs,
+        pid_file=home / "broker.pid",
+        console_log=logs / "console.log",
+        server_log=logs / "server.log",
     )
 
 

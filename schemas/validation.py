@@ -25,8 +25,9 @@ Which code a fault gets:
   unknown schema id), never by ``validate`` itself.
 - ``cycle_closed``: the core's verdict (S4), listed here so that the codes live in one place.
 
-The checks are straight-line code per type: the common case costs one ``dict.get``
-and one type test per field; diagnosing a fault happens only on the slow path.
+The checks are straight-line code per type, one small checker per field (``_nonempty``,
+``_count``, ``_enum``, ...): the common case costs a call, one ``dict.get`` and one type
+test per field; diagnosing a fault happens only on the slow path.
 """
 
 from __future__ import annotations
@@ -181,6 +182,48 @@ def _bad_bool(f: Mapping[str, Any], name: str) -> NoReturn:
     _missing_or_wrong(f, name, "true or false")
 
 
+# --- fast path: one field each, its value when valid -------------------------------------------
+
+
+BadField = Callable[[Mapping[str, Any], str], NoReturn]
+
+
+def _nonempty(f: Mapping[str, Any], name: str, bad: BadField) -> str:
+    """A non-empty string; else ``bad`` says what is wrong (``_bad_id``: an empty id is
+    ``empty_id``, ``_bad_name``: an empty name is ``invalid_value``)."""
+    value = f.get(name)
+    if type(value) is not str or not value:
+        bad(f, name)
+    return value
+
+
+def _optional_nonempty(f: Mapping[str, Any], name: str, bad: BadField) -> str | None:
+    """Left out, null or a non-empty string (see ``_nonempty``)."""
+    value = f.get(name)
+    if value is not None and (type(value) is not str or not value):
+        bad(f, name)
+    return value
+
+
+def _count(f: Mapping[str, Any], name: str, absent: int | None = None) -> int:
+    """A count from 0 to ``MAX_LONG``; ``absent`` is the count of a field left out or null
+    (``None``: the field is required)."""
+    value = f.get(name)
+    if value is None and absent is not None:
+        return absent
+    if type(value) is not int or not 0 <= value <= MAX_LONG:
+        _bad_count(f, name)
+    return value
+
+
+def _enum(f: Mapping[str, Any], name: str, allowed: frozenset[str],
+          listed: tuple[str, ...]) -> str:
+    value = f.get(name)
+    if type(value) is not str or value not in allowed:
+        _bad_enum(f, name, listed)
+    return value
+
+
 # --- times ------------------------------------------------------------------------------------
 
 _day_ms_cache: dict[str, int] = {}
@@ -258,12 +301,8 @@ def _bad_time(f: Mapping[str, Any], name: str) -> NoReturn:
 
 
 def _envelope(f: Mapping[str, Any], now_ms: int | None) -> tuple[str, str, int]:
-    event_id = f.get("event_id")
-    if type(event_id) is not str or not event_id:
-        _bad_id(f, "event_id")
-    workspace_id = f.get("workspace_id")
-    if type(workspace_id) is not str or not workspace_id:
-        _bad_id(f, "workspace_id")
+    event_id = _nonempty(f, "event_id", _bad_id)
+    workspace_id = _nonempty(f, "workspace_id", _bad_id)
     at = f.get("occurred_at")
     if type(at) is int:
         ms = at
@@ -288,41 +327,19 @@ def _envelope(f: Mapping[str, Any], now_ms: int | None) -> tuple[str, str, int]:
 
 def _tokens(f: Mapping[str, Any], now_ms: int | None) -> TokensEvent:
     event_id, workspace_id, occurred_at = _envelope(f, now_ms)
-    member_id = f.get("member_id")
-    if type(member_id) is not str or not member_id:
-        _bad_id(f, "member_id")
-    machine_id = f.get("machine_id")
-    if machine_id is not None and (type(machine_id) is not str or not machine_id):
-        _bad_id(f, "machine_id")
-    skill = f.get("skill")
-    if skill is not None and (type(skill) is not str or not skill):
-        _bad_name(f, "skill")
-    provider = f.get("provider")
-    if type(provider) is not str or not provider:
-        _bad_name(f, "provider")
+    member_id = _nonempty(f, "member_id", _bad_id)
+    machine_id = _optional_nonempty(f, "machine_id", _bad_id)
+    skill = _optional_nonempty(f, "skill", _bad_name)
+    provider = _nonempty(f, "provider", _bad_name)
     if "/" in provider:
         _invalid("provider", f"{provider!r} must not contain '/' (model keys are provider/model)")
-    model = f.get("model")
-    if type(model) is not str or not model:
-        _bad_name(f, "model")
-    input_tokens = f.get("input_tokens")
-    if type(input_tokens) is not int or not 0 <= input_tokens <= MAX_LONG:
-        _bad_count(f, "input_tokens")
-    output_tokens = f.get("output_tokens")
-    if type(output_tokens) is not int or not 0 <= output_tokens <= MAX_LONG:
-        _bad_count(f, "output_tokens")
-    surface = f.get("surface")
-    if type(surface) is not str or surface not in _SURFACES:
-        _bad_enum(f, "surface", SURFACES)
+    model = _nonempty(f, "model", _bad_name)
+    input_tokens = _count(f, "input_tokens")
+    output_tokens = _count(f, "output_tokens")
+    surface = _enum(f, "surface", _SURFACES, SURFACES)
     # optional (usage.tokens v2): absent or null is 0; both are part of input_tokens
-    cache_read = f.get("cache_read_tokens")
-    cache_read = 0 if cache_read is None else cache_read
-    if type(cache_read) is not int or not 0 <= cache_read <= MAX_LONG:
-        _bad_count(f, "cache_read_tokens")
-    cache_write = f.get("cache_write_tokens")
-    cache_write = 0 if cache_write is None else cache_write
-    if type(cache_write) is not int or not 0 <= cache_write <= MAX_LONG:
-        _bad_count(f, "cache_write_tokens")
+    cache_read = _count(f, "cache_read_tokens", absent=0)
+    cache_write = _count(f, "cache_write_tokens", absent=0)
     if cache_read + cache_write > input_tokens:
         _invalid("cache_read_tokens", f"cache_read_tokens + cache_write_tokens "
                  f"({cache_read} + {cache_write}) exceed input_tokens ({input_tokens}): "
@@ -334,44 +351,26 @@ def _tokens(f: Mapping[str, Any], now_ms: int | None) -> TokensEvent:
 
 def _command(f: Mapping[str, Any], now_ms: int | None) -> CommandEvent:
     event_id, workspace_id, occurred_at = _envelope(f, now_ms)
-    member_id = f.get("member_id")
-    if type(member_id) is not str or not member_id:
-        _bad_id(f, "member_id")
-    machine_id = f.get("machine_id")
-    if type(machine_id) is not str or not machine_id:
-        _bad_id(f, "machine_id")
-    command = f.get("command")
-    if type(command) is not str or not command:
-        _bad_name(f, "command")
+    member_id = _nonempty(f, "member_id", _bad_id)
+    machine_id = _nonempty(f, "machine_id", _bad_id)
+    command = _nonempty(f, "command", _bad_name)
     return CommandEvent(event_id, workspace_id, occurred_at, member_id, machine_id, command)
 
 
 def _schedule_run(f: Mapping[str, Any], now_ms: int | None) -> ScheduleRunEvent:
     event_id, workspace_id, occurred_at = _envelope(f, now_ms)
-    member_id = f.get("member_id")
-    if type(member_id) is not str or not member_id:
-        _bad_id(f, "member_id")
-    schedule_id = f.get("schedule_id")
-    if type(schedule_id) is not str or not schedule_id:
-        _bad_id(f, "schedule_id")
-    machine_id = f.get("machine_id")
-    if machine_id is not None and (type(machine_id) is not str or not machine_id):
-        _bad_id(f, "machine_id")
+    member_id = _nonempty(f, "member_id", _bad_id)
+    schedule_id = _nonempty(f, "schedule_id", _bad_id)
+    machine_id = _optional_nonempty(f, "machine_id", _bad_id)
     return ScheduleRunEvent(event_id, workspace_id, occurred_at, member_id, schedule_id,
                             machine_id)
 
 
 def _skill(f: Mapping[str, Any], now_ms: int | None) -> SkillEvent:
     event_id, workspace_id, occurred_at = _envelope(f, now_ms)
-    member_id = f.get("member_id")
-    if type(member_id) is not str or not member_id:
-        _bad_id(f, "member_id")
-    skill = f.get("skill")
-    if type(skill) is not str or not skill:
-        _bad_name(f, "skill")
-    machine_id = f.get("machine_id")
-    if machine_id is not None and (type(machine_id) is not str or not machine_id):
-        _bad_id(f, "machine_id")
+    member_id = _nonempty(f, "member_id", _bad_id)
+    skill = _nonempty(f, "skill", _bad_name)
+    machine_id = _optional_nonempty(f, "machine_id", _bad_id)
     cache_hit = f.get("cache_hit")
     if type(cache_hit) is not bool:
         _bad_bool(f, "cache_hit")
@@ -381,9 +380,7 @@ def _skill(f: Mapping[str, Any], now_ms: int | None) -> SkillEvent:
 
 def _storage(f: Mapping[str, Any], now_ms: int | None) -> StorageEvent:
     event_id, workspace_id, occurred_at = _envelope(f, now_ms)
-    category = f.get("category")
-    if type(category) is not str or category not in _CATEGORIES:
-        _bad_enum(f, "category", STORAGE_CATEGORIES)
+    category = _enum(f, "category", _CATEGORIES, STORAGE_CATEGORIES)
     delta_bytes = f.get("delta_bytes")
     total_bytes = f.get("total_bytes")
     if delta_bytes is not None:
@@ -408,26 +405,16 @@ def _storage(f: Mapping[str, Any], now_ms: int | None) -> StorageEvent:
 
 def _api(f: Mapping[str, Any], now_ms: int | None) -> ApiEvent:
     event_id, workspace_id, occurred_at = _envelope(f, now_ms)
-    member_id = f.get("member_id")
-    if member_id is not None and (type(member_id) is not str or not member_id):
-        _bad_id(f, "member_id")
-    protocol = f.get("protocol")
-    if type(protocol) is not str or protocol not in _PROTOCOLS:
-        _bad_enum(f, "protocol", API_PROTOCOLS)
-    requests = f.get("requests", 1)
-    if type(requests) is not int or not 0 <= requests <= MAX_LONG:
-        _bad_count(f, "requests")
+    member_id = _optional_nonempty(f, "member_id", _bad_id)
+    protocol = _enum(f, "protocol", _PROTOCOLS, API_PROTOCOLS)
+    requests = _count(f, "requests") if "requests" in f else 1  # null is wrong_type
     return ApiEvent(event_id, workspace_id, occurred_at, member_id, protocol, requests)
 
 
 def _machine(f: Mapping[str, Any], now_ms: int | None) -> MachineEvent:
     event_id, workspace_id, occurred_at = _envelope(f, now_ms)
-    machine_id = f.get("machine_id")
-    if type(machine_id) is not str or not machine_id:
-        _bad_id(f, "machine_id")
-    action = f.get("action")
-    if type(action) is not str or action not in _ACTIONS:
-        _bad_enum(f, "action", MACHINE_ACTIONS)
+    machine_id = _nonempty(f, "machine_id", _bad_id)
+    action = _enum(f, "action", _ACTIONS, MACHINE_ACTIONS)
     return MachineEvent(event_id, workspace_id, occurred_at, machine_id, action)
 
 
@@ -506,9 +493,7 @@ def _owners(f: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _plan(f: Mapping[str, Any], now_ms: int | None) -> PlanEvent:
     event_id, workspace_id, occurred_at = _envelope(f, now_ms)
-    plan = f.get("plan")
-    if type(plan) is not str or not plan:
-        _bad_name(f, "plan")
+    plan = _nonempty(f, "plan", _bad_name)
     cycle_anchor = _instant(f, "cycle_anchor")
     timezone = f.get("timezone")
     if timezone is None or timezone == "":
@@ -532,9 +517,7 @@ def _topup(f: Mapping[str, Any], now_ms: int | None) -> TopupEvent:
         if quota == "api_requests_per_minute":
             _invalid("quota", "api_requests_per_minute cannot be topped up (S5)")
         _bad_enum(f, "quota", TOPUP_QUOTAS)
-    amount = f.get("amount")
-    if type(amount) is not int or not 0 <= amount <= MAX_LONG:
-        _bad_count(f, "amount")
+    amount = _count(f, "amount")
     return TopupEvent(event_id, workspace_id, occurred_at, quota, amount)
 
 

@@ -103,6 +103,17 @@ _TABLES_V1: Final = (
     ORDER BY (workspace_id, occurred_at, event_id)""",
 )
 
+def _breakdown_view(dimension: str, key: str, metrics: tuple[str, ...]) -> str:
+    """The analyst view ``usage_by_<dimension>``: a row per (workspace, cycle, ``key``), a
+    column per metric, from the latest snapshot rows."""
+    sums = "".join(f",\n           sumIf(ifNull(value, 0), metric = '{m}') AS {m}"
+                   for m in metrics)
+    return (f"CREATE OR REPLACE VIEW {{db}}.usage_by_{dimension} AS\n"
+            f"    SELECT workspace_id, cycle_start, key AS {key}{sums}\n"
+            f"    FROM {{db}}.usage_latest WHERE dimension = '{dimension}'\n"
+            f"    GROUP BY workspace_id, cycle_start, {key}")
+
+
 # Analyst views: every one resolves the latest snapshot version itself, so numbers
 # are right before background merges. Gauges carry over to cycles without a row.
 _VIEWS_V1: Final = (
@@ -145,12 +156,7 @@ _VIEWS_V1: Final = (
     FROM {db}.usage_latest AS u
     INNER JOIN current AS c ON u.workspace_id = c.workspace_id
     GROUP BY u.workspace_id""",
-    """CREATE OR REPLACE VIEW {db}.usage_by_provider AS
-    SELECT workspace_id, cycle_start, key AS provider,
-           sumIf(ifNull(value, 0), metric = 'input_tokens') AS input_tokens,
-           sumIf(ifNull(value, 0), metric = 'output_tokens') AS output_tokens
-    FROM {db}.usage_latest WHERE dimension = 'provider'
-    GROUP BY workspace_id, cycle_start, provider""",
+    _breakdown_view("provider", "provider", ("input_tokens", "output_tokens")),
     """CREATE OR REPLACE VIEW {db}.usage_by_model AS
     SELECT workspace_id, cycle_start,
            substring(key, 1, position(key, '/') - 1) AS provider,
@@ -159,27 +165,10 @@ _VIEWS_V1: Final = (
            sumIf(ifNull(value, 0), metric = 'output_tokens') AS output_tokens
     FROM {db}.usage_latest WHERE dimension = 'model'
     GROUP BY workspace_id, cycle_start, key""",
-    """CREATE OR REPLACE VIEW {db}.usage_by_member AS
-    SELECT workspace_id, cycle_start, key AS member_id,
-           sumIf(ifNull(value, 0), metric = 'ai_tokens') AS ai_tokens,
-           sumIf(ifNull(value, 0), metric = 'chat_tokens') AS chat_tokens,
-           sumIf(ifNull(value, 0), metric = 'schedule_runs') AS schedule_runs,
-           sumIf(ifNull(value, 0), metric = 'commands') AS commands
-    FROM {db}.usage_latest WHERE dimension = 'member'
-    GROUP BY workspace_id, cycle_start, member_id""",
-    """CREATE OR REPLACE VIEW {db}.usage_by_machine AS
-    SELECT workspace_id, cycle_start, key AS machine_id,
-           sumIf(ifNull(value, 0), metric = 'commands') AS commands,
-           sumIf(ifNull(value, 0), metric = 'ai_tokens') AS ai_tokens
-    FROM {db}.usage_latest WHERE dimension = 'machine'
-    GROUP BY workspace_id, cycle_start, machine_id""",
-    """CREATE OR REPLACE VIEW {db}.usage_by_skill AS
-    SELECT workspace_id, cycle_start, key AS skill,
-           sumIf(ifNull(value, 0), metric = 'invocations') AS invocations,
-           sumIf(ifNull(value, 0), metric = 'cache_hits') AS cache_hits,
-           sumIf(ifNull(value, 0), metric = 'ai_tokens') AS ai_tokens
-    FROM {db}.usage_latest WHERE dimension = 'skill'
-    GROUP BY workspace_id, cycle_start, skill""",
+    _breakdown_view("member", "member_id",
+                    ("ai_tokens", "chat_tokens", "schedule_runs", "commands")),
+    _breakdown_view("machine", "machine_id", ("commands", "ai_tokens")),
+    _breakdown_view("skill", "skill", ("invocations", "cache_hits", "ai_tokens")),
     """CREATE OR REPLACE VIEW {db}.crossings AS
     SELECT * FROM {db}.threshold_crossings FINAL""",
     """CREATE OR REPLACE VIEW {db}.deliveries AS

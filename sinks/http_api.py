@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from groundwork.http_reply import reply
 from sinks.history import DEFAULT_CYCLES, CycleNotFound, HistoryReader
 from sinks.metrics import SinkMetrics
 from sinks.reads import LocalReads
@@ -153,11 +154,7 @@ def make_server(host: str, port: int, service: ReadService) -> ThreadingHTTPServ
                 body = service.metrics.render().encode()
             else:
                 status, ctype, body = service.handle(url.path, parse_qs(url.query))
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply(self, status, ctype, body)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s " + format, self.address_string(), *args)

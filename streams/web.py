@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from groundwork.http_reply import reply
+
 log = logging.getLogger("meter.web")
 
 
@@ -32,12 +34,7 @@ class StatusServer:
                     self._send(404, "application/json", json.dumps({"error": "not found"}))
 
             def _send(self, status: int, content_type: str, body: str) -> None:
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, status, content_type, body.encode())
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # scrapes every few seconds would flood the log

@@ -90,6 +90,7 @@ from streams.core.usage import (
     MemberUsage,
     SkillUsage,
     TokenUsage,
+    entry,
 )
 
 DAY_MS: Final = 86_400_000
@@ -355,6 +356,17 @@ class WorkspaceMeter:
         return Outcome("counted", None, None, outcome.crossings + tuple(found),
                        outcome.prune_requests)
 
+    def _counter_moved(self, c: CycleUsage, ev: Event, q: int, used: int) -> Outcome:
+        """``ev`` raised counter quota ``q`` to ``used``: evaluate once it reaches the
+        quota's next armed threshold (or on every event in full evaluation), then add its
+        forecast if the workspace opted in."""
+        outcome = COUNTED
+        if used >= c.quotas.fire_at[q] or self._full_eval:
+            outcome = self._evaluate(c, ev, (q,))
+        if self.forecast_leads[q] is None:
+            return outcome
+        return self._forecasts(c, (q,), ev, outcome)
+
     # ------------------------------------------------------------------ handlers
 
     def _tokens(self, ev: TokensEvent) -> Outcome:
@@ -377,38 +389,25 @@ class WorkspaceMeter:
             c.unpriced_tokens += n
         else:
             c.cost_micros += cost
-        member = c.by_member.get(ev.member_id)
-        if member is None:
-            member = c.by_member[ev.member_id] = MemberUsage()
+        member = entry(c.by_member, ev.member_id, MemberUsage)
         member.ai_tokens += n
         member.cost_micros += cost
         if ev.surface == "chat":
             member.chat_tokens += n
         machine_id = ev.machine_id
         if machine_id is not None:
-            machine = c.by_machine.get(machine_id)
-            if machine is None:
-                machine = c.by_machine[machine_id] = MachineUsage()
+            machine = entry(c.by_machine, machine_id, MachineUsage)
             machine.ai_tokens += n
             machine.cost_micros += cost
         skill_name = ev.skill
         if skill_name is not None:
-            skill = c.by_skill.get(skill_name)
-            if skill is None:
-                skill = c.by_skill[skill_name] = SkillUsage()
+            skill = entry(c.by_skill, skill_name, SkillUsage)
             skill.ai_tokens += n
             skill.cost_micros += cost
         provider_name = ev.provider
-        provider = c.by_provider.get(provider_name)
-        if provider is None:
-            provider = c.by_provider[provider_name] = TokenUsage()
-            c.by_model[provider_name] = {}
-        provider.add(ev, cost, unpriced)
-        models = c.by_model[provider_name]
-        model = models.get(ev.model)
-        if model is None:
-            model = models[ev.model] = TokenUsage()
-        model.add(ev, cost, unpriced)
+        entry(c.by_provider, provider_name, TokenUsage).add(ev, cost, unpriced)
+        models = entry(c.by_model, provider_name, dict)
+        entry(models, ev.model, TokenUsage).add(ev, cost, unpriced)
         dirty = c.dirty
         if dirty is not None:
             dirty.add(TOTALS)
@@ -419,25 +418,16 @@ class WorkspaceMeter:
                 dirty.add(("machine", machine_id))
             if skill_name is not None:
                 dirty.add(("skill", skill_name))
-        outcome = COUNTED
-        if c.ai_tokens >= c.quotas.fire_at[Q_AI_TOKENS] or self._full_eval:
-            outcome = self._evaluate(c, ev, (Q_AI_TOKENS,))
-        if self.forecast_leads[Q_AI_TOKENS] is None:
-            return outcome
-        return self._forecasts(c, (Q_AI_TOKENS,), ev, outcome)
+        return self._counter_moved(c, ev, Q_AI_TOKENS, c.ai_tokens)
 
     def _command(self, ev: CommandEvent) -> Outcome:
         c = self._count(K_COMMAND, ev)
         if isinstance(c, Outcome):
             return c
         c.commands += 1
-        member = c.by_member.get(ev.member_id)
-        if member is None:
-            member = c.by_member[ev.member_id] = MemberUsage()
+        member = entry(c.by_member, ev.member_id, MemberUsage)
         member.commands += 1
-        machine = c.by_machine.get(ev.machine_id)
-        if machine is None:
-            machine = c.by_machine[ev.machine_id] = MachineUsage()
+        machine = entry(c.by_machine, ev.machine_id, MachineUsage)
         machine.commands += 1
         dirty = c.dirty
         if dirty is not None:
@@ -453,29 +443,20 @@ class WorkspaceMeter:
         if isinstance(c, Outcome):
             return c
         c.schedule_runs += 1
-        member = c.by_member.get(ev.member_id)
-        if member is None:
-            member = c.by_member[ev.member_id] = MemberUsage()
+        member = entry(c.by_member, ev.member_id, MemberUsage)
         member.schedule_runs += 1
         dirty = c.dirty
         if dirty is not None:
             dirty.add(TOTALS)
             dirty.add(("member", ev.member_id))
-        outcome = COUNTED
-        if c.schedule_runs >= c.quotas.fire_at[Q_SCHEDULE_RUNS] or self._full_eval:
-            outcome = self._evaluate(c, ev, (Q_SCHEDULE_RUNS,))
-        if self.forecast_leads[Q_SCHEDULE_RUNS] is None:
-            return outcome
-        return self._forecasts(c, (Q_SCHEDULE_RUNS,), ev, outcome)
+        return self._counter_moved(c, ev, Q_SCHEDULE_RUNS, c.schedule_runs)
 
     def _skill(self, ev: SkillEvent) -> Outcome:
         c = self._count(K_SKILL, ev)
         if isinstance(c, Outcome):
             return c
         c.skill_invocations += 1
-        skill = c.by_skill.get(ev.skill)
-        if skill is None:
-            skill = c.by_skill[ev.skill] = SkillUsage()
+        skill = entry(c.by_skill, ev.skill, SkillUsage)
         skill.invocations += 1
         if ev.cache_hit:
             skill.cache_hits += 1

@@ -17,9 +17,9 @@ Cost (``cost_micros``) is integer micro-dollars (``streams.core.pricing``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from schemas.aggregates import (
     MACHINE_METRICS,
@@ -37,6 +37,15 @@ TOTALS: Final = ("totals", "")
 LIMITS: Final = ("limits", "")
 
 Entry = tuple[str, str]
+Record = TypeVar("Record")
+
+
+def entry(table: dict[str, Record], key: str, new: Callable[[], Record]) -> Record:
+    """``table[key]``, made by ``new()`` on first use (a breakdown entry's first event)."""
+    found = table.get(key)
+    if found is None:
+        found = table[key] = new()
+    return found
 
 
 @dataclass(slots=True)
