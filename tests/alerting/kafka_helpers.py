@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from confluent_kafka import Producer
 
 from alerting.config import AlertingConfig
@@ -105,3 +106,15 @@ def alert_config(settings: Settings, smtp_port: int, *, timeout_s: float = 1.0,
         "delivery_allow_hosts": ["127.0.0.1"], "smtp_port": smtp_port,
         "delivery_timeout_s": timeout_s, "delivery_max_attempts": max_attempts})
     return AlertingConfig(settings=shared, **values)
+
+
+def done(service: AlertService, alert_id: str, *channels: str) -> bool:
+    """Every one of ``channels`` has an outcome for ``alert_id`` (delivered or given up)."""
+    return all(service.ledger.state(alert_id, ch).done for ch in channels)
+
+
+async def metrics_text(service: AlertService) -> str:
+    """The service's ``/metrics`` page."""
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{service.metrics_port}/metrics") as resp:
+        return await resp.text()

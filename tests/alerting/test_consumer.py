@@ -6,10 +6,8 @@ import asyncio
 import base64
 import json
 
-import aiohttp
 import pytest
 
-from alerting.service import AlertService
 from groundwork.settings import Settings
 from schemas.codec import encode_record
 from schemas.events import Mute
@@ -17,6 +15,8 @@ from streams.core.quotas import ThresholdCrossing as Crossing
 from tests.alerting.factories import crossing, event_crossings, forecast_alert
 from tests.alerting.kafka_helpers import (
     alert_config,
+    done,
+    metrics_text,
     publish,
     publish_crossings,
     publish_plan,
@@ -36,10 +36,6 @@ SECRET = "whsec_" + base64.b64encode(b"consumer-test-secret-000001").decode()
 OWNERS = ["owner1@example.com", "owner2@example.com"]
 
 
-def done(service: AlertService, alert_id: str, *channels: str) -> bool:
-    return all(service.ledger.state(alert_id, ch).done for ch in channels)
-
-
 def test_a_crossing_is_emailed_to_owners_posted_to_slack_and_sent_as_signed_webhook(
         meter_settings: Settings) -> None:
     async def scenario() -> None:
@@ -55,9 +51,7 @@ def test_a_crossing_is_emailed_to_owners_posted_to_slack_and_sent_as_signed_webh
                     await wait_until_async(
                         lambda: done(service, c.alert_id, "email", "slack", "webhook"),
                         "three deliveries")
-                    async with aiohttp.ClientSession() as http, http.get(
-                            f"http://127.0.0.1:{service.metrics_port}/metrics") as resp:
-                        metrics = await resp.text()
+                    metrics = await metrics_text(service)
                 [(rcpt, message)] = smtp.messages
                 assert rcpt == OWNERS and "95 %" in message["Subject"]
                 [slack] = rx.ok("slack")

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from alerting.retry import RetryPolicy, classify_http
-from alerting.service import AlertService
 from groundwork.settings import Settings, load_settings
 from schemas.events import Mute
 from tests.alerting.factories import crossing, forecast_alert
 from tests.alerting.kafka_helpers import (
     alert_config,
+    done,
+    metrics_text,
     plan_item,
     serving,
     settings_item,
@@ -44,8 +45,17 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "data", topic_prefix="decisions.")
 
 
-def done(service: AlertService, alert_id: str, *channels: str) -> bool:
-    return all(service.ledger.state(alert_id, ch).done for ch in channels)
+@contextlib.asynccontextmanager
+async def three_channels(settings: Settings
+                         ) -> AsyncIterator[tuple[SmtpSink, WebhookReceiver, MemoryEdges]]:
+    """An SMTP server, an HTTP receiver whose ``hook`` checks signatures with ``SECRET``,
+    and in-memory edges holding w1's plan (its owners get the emails)."""
+    with SmtpSink() as smtp:
+        async with WebhookReceiver() as rx:
+            rx.scripts["hook"] = Script(secret=SECRET)
+            edges = MemoryEdges(settings)
+            edges.publish("quota.plans", *plan_item("w1", OWNERS))
+            yield smtp, rx, edges
 
 
 def waiting(edges: MemoryEdges, seconds: float) -> Callable[[], bool]:
@@ -59,61 +69,51 @@ def configure(edges: MemoryEdges, workspace: str, **fields: Any) -> None:
 
 def test_a_crossing_is_delivered_to_each_configured_channel_once(settings: Settings) -> None:
     async def scenario() -> None:
-        with SmtpSink() as smtp:
-            async with WebhookReceiver() as rx:
-                rx.scripts["hook"] = Script(secret=SECRET)
-                edges = MemoryEdges(settings)
-                edges.publish("quota.plans", *plan_item("w1", OWNERS))
-                configure(edges, "w1", slack=rx.url("slack"), webhook=rx.url("hook"),
-                          secret=SECRET)
-                c = crossing(95, workspace="w1")
-                config = alert_config(settings, smtp.port, metrics_port=0)
-                async with serving(edges.service(config)) as service:
-                    edges.crossings.publish([c])
-                    await wait_until_async(lambda: done(service, c.alert_id, *CHANNELS),
-                                           "three outcomes")
-                    async with aiohttp.ClientSession() as http, http.get(
-                            f"http://127.0.0.1:{service.metrics_port}/metrics") as resp:
-                        metrics = await resp.text()
-                [(rcpt, message)] = smtp.messages
-                assert rcpt == OWNERS and "95 %" in message["Subject"]
-                assert len(rx.ok("slack")) == 1
-                [hook] = rx.ok("hook")
-                assert hook.verified and hook.webhook_id == c.alert_id
-                records = edges.deliveries()
-                for channel in CHANNELS:
-                    assert statuses(records, c.alert_id, channel) == ["attempted#1",
-                                                                      "delivered#1"]
-                assert 'meter_alert_deliveries_total{channel="email",outcome="delivered"} 1' \
-                    in metrics
-                assert edges.crossings.committed == {0: 1}  # the stop committed past it
+        async with three_channels(settings) as (smtp, rx, edges):
+            configure(edges, "w1", slack=rx.url("slack"), webhook=rx.url("hook"),
+                      secret=SECRET)
+            c = crossing(95, workspace="w1")
+            config = alert_config(settings, smtp.port, metrics_port=0)
+            async with serving(edges.service(config)) as service:
+                edges.crossings.publish([c])
+                await wait_until_async(lambda: done(service, c.alert_id, *CHANNELS),
+                                       "three outcomes")
+                metrics = await metrics_text(service)
+            [(rcpt, message)] = smtp.messages
+            assert rcpt == OWNERS and "95 %" in message["Subject"]
+            assert len(rx.ok("slack")) == 1
+            [hook] = rx.ok("hook")
+            assert hook.verified and hook.webhook_id == c.alert_id
+            records = edges.deliveries()
+            for channel in CHANNELS:
+                assert statuses(records, c.alert_id, channel) == ["attempted#1",
+                                                                  "delivered#1"]
+            assert 'meter_alert_deliveries_total{channel="email",outcome="delivered"} 1' \
+                in metrics
+            assert edges.crossings.committed == {0: 1}  # the stop committed past it
     asyncio.run(scenario())
 
 
 def test_a_muted_quota_is_recorded_muted_and_not_sent(settings: Settings) -> None:
     async def scenario() -> None:
-        with SmtpSink() as smtp:
-            async with WebhookReceiver() as rx:
-                rx.scripts["hook"] = Script(secret=SECRET)
-                edges = MemoryEdges(settings)
-                edges.publish("quota.plans", *plan_item("w1", OWNERS))
-                configure(edges, "w1", slack=rx.url("slack"), webhook=rx.url("hook"),
-                          secret=SECRET, muted=[Mute("ai_tokens", None)])
-                muted = crossing(95, workspace="w1", quota="ai_tokens", event_id="e1")
-                heard = crossing(80, workspace="w1", quota="machines", event_id="e2")
-                async with serving(edges.service(alert_config(settings, smtp.port))) as service:
-                    edges.crossings.publish([muted, heard])
-                    await wait_until_async(
-                        lambda: done(service, muted.alert_id, *CHANNELS)
-                        and done(service, heard.alert_id, *CHANNELS), "six outcomes")
-                records = edges.deliveries()
-                for channel in CHANNELS:
-                    assert statuses(records, muted.alert_id, channel) == ["muted#0"]
-                    assert statuses(records, heard.alert_id, channel) == ["attempted#1",
-                                                                          "delivered#1"]
-                assert [m["X-Meter-Alert-Id"] for _, m in smtp.messages] == [heard.alert_id]
-                assert [r.webhook_id for r in rx.ok("hook")] == [heard.alert_id]
-                assert [json.loads(r.body)["blocks"] != [] for r in rx.ok("slack")] == [True]
+        async with three_channels(settings) as (smtp, rx, edges):
+            configure(edges, "w1", slack=rx.url("slack"), webhook=rx.url("hook"),
+                      secret=SECRET, muted=[Mute("ai_tokens", None)])
+            muted = crossing(95, workspace="w1", quota="ai_tokens", event_id="e1")
+            heard = crossing(80, workspace="w1", quota="machines", event_id="e2")
+            async with serving(edges.service(alert_config(settings, smtp.port))) as service:
+                edges.crossings.publish([muted, heard])
+                await wait_until_async(
+                    lambda: done(service, muted.alert_id, *CHANNELS)
+                    and done(service, heard.alert_id, *CHANNELS), "six outcomes")
+            records = edges.deliveries()
+            for channel in CHANNELS:
+                assert statuses(records, muted.alert_id, channel) == ["muted#0"]
+                assert statuses(records, heard.alert_id, channel) == ["attempted#1",
+                                                                      "delivered#1"]
+            assert [m["X-Meter-Alert-Id"] for _, m in smtp.messages] == [heard.alert_id]
+            assert [r.webhook_id for r in rx.ok("hook")] == [heard.alert_id]
+            assert [json.loads(r.body)["blocks"] != [] for r in rx.ok("slack")] == [True]
     asyncio.run(scenario())
 
 
