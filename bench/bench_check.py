@@ -41,6 +41,7 @@ import orjson
 from confluent_kafka import Producer
 
 from bench.provenance import git_commit
+from bench.wrk import wrk_numbers
 from deploy.topics import create_topics
 from groundwork.settings import Settings, load_settings
 from schemas.codec import encode_record
@@ -209,18 +210,11 @@ def wrk(base: str, route: str, body_lua: str, tmp: Path, seconds: int) -> dict[s
     result = subprocess.run(
         ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), f"{base}{route}"],
         capture_output=True, text=True, check=True)
-    found: dict[str, Any] = {"non_2xx": 0}
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] in ("50%", "90%", "99%"):
-            value = parts[1]
-            ms = (float(value[:-2]) if value.endswith("ms") else
-                  float(value[:-2]) / 1000 if value.endswith("us") else float(value[:-1]) * 1000)
-            found[f"p{parts[0][:-1]}_ms"] = round(ms, 3)
-        if line.startswith("Requests/sec:"):
-            found["requests_per_s"] = round(float(line.split()[1]))
-        if "Non-2xx" in line:
-            found["non_2xx"] = int(line.split()[-1])
+    numbers = wrk_numbers(result.stdout)
+    found: dict[str, Any] = {"non_2xx": int(numbers.get("non_2xx", 0))}
+    found |= {k: round(numbers[k], 3) for k in ("p50_ms", "p90_ms", "p99_ms") if k in numbers}
+    if "requests_per_s" in numbers:
+        found["requests_per_s"] = round(numbers["requests_per_s"])
     return found
 
 

@@ -78,6 +78,7 @@ from bench.probes import (
     produce_all,
 )
 from bench.profile_summary import print_summary, summarize_file
+from bench.wrk import wrk_numbers
 from deploy import kafka_local
 from deploy.topics import create_topics
 from groundwork.kafka import end_offsets, producer_config
@@ -797,18 +798,13 @@ def _wrk(base: str, workspace: str, tmp: Path, connections: int) -> dict[str, An
     result = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", "-d15s", "--latency", "-s", str(script),
          f"{base}/v1/check"], capture_output=True, text=True, check=True)
-    found: dict[str, Any] = {}
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] in ("50%", "99%"):
-            value = parts[1]
-            ms = (float(value[:-2]) if value.endswith("ms") else
-                  float(value[:-2]) / 1000 if value.endswith("us") else float(value[:-1]) * 1000)
-            found[f"api_wrk_p{parts[0][:-1]}_ms"] = round(ms, 2)
-        if line.startswith("Requests/sec:"):
-            found["api_wrk_requests_per_s"] = round(float(line.split()[1]))
-        if "Non-2xx" in line:
-            found["api_wrk_non_2xx"] = int(line.split()[-1])
+    numbers = wrk_numbers(result.stdout)
+    found: dict[str, Any] = {f"api_wrk_{k}": round(numbers[k], 2) for k in ("p50_ms", "p99_ms")
+                             if k in numbers}
+    if "non_2xx" in numbers:
+        found["api_wrk_non_2xx"] = int(numbers["non_2xx"])
+    if "requests_per_s" in numbers:
+        found["api_wrk_requests_per_s"] = round(numbers["requests_per_s"])
     return found
 
 

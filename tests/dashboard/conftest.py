@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.app import create_app
 from dashboard.checkapi import CheckApi
-from dashboard.server import Running, serve_in_thread
+from dashboard.server import serve_in_thread
 from dashboard.sources import StoreSource
 from groundwork.ports import free_port
 from groundwork.settings import Settings, load_settings
@@ -24,6 +23,7 @@ from sinks.writer import BatchWriter
 from streams.api import create_api
 from streams.state_view import QuotaStateView
 from tests.dashboard import data
+from tests.dashboard.serving import serving_dashboard
 
 TOKEN = "dashboard-test-token"
 
@@ -71,20 +71,12 @@ def store_source(store_settings: Settings) -> Iterator[StoreSource]:
         source.close()
 
 
-def _dashboard(source: StoreSource, check_api: CheckApi) -> Running:
-    return serve_in_thread(create_app(source, check_api, clock_ms=lambda: data.NOW))
-
-
 @pytest.fixture(scope="module")
 def dashboard_url(store_source: StoreSource, check_api_url: str) -> Iterator[str]:
     """The dashboard on the store, with decisions from the real check API."""
     check_api = CheckApi(check_api_url, load_settings(api_token=TOKEN).api_token)
-    running = _dashboard(store_source, check_api)
-    try:
-        yield running.url
-    finally:
-        running.stop()
-        check_api.close()
+    with serving_dashboard(store_source, check_api) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +84,8 @@ def dashboard_without_api(store_source: StoreSource) -> Iterator[str]:
     """The dashboard with no check API listening (a closed port)."""
     token = load_settings(api_token=TOKEN).api_token
     check_api = CheckApi(f"http://127.0.0.1:{free_port()}", token, timeout_s=1.0)
-    running = _dashboard(store_source, check_api)
-    try:
-        yield running.url
-    finally:
-        running.stop()
-        check_api.close()
+    with serving_dashboard(store_source, check_api) as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard.app import create_app
 from dashboard.checkapi import CheckApi
-from dashboard.server import serve_in_thread
 from dashboard.sources import SinkSource, StoreSource, choose_source
 from groundwork.ports import free_port
 from groundwork.settings import Settings
@@ -25,6 +23,7 @@ from sinks.metrics import SinkMetrics
 from sinks.store import StoreHandle
 from tests.dashboard import data
 from tests.dashboard.page import parse
+from tests.dashboard.serving import serving_dashboard
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +44,10 @@ def sink_url(store_settings: Settings) -> Iterator[str]:
 def via_sink(sink_url: str) -> Iterator[str]:
     source = SinkSource(sink_url)
     check_api = CheckApi(f"http://127.0.0.1:{free_port()}", None)
-    running = serve_in_thread(create_app(source, check_api, clock_ms=lambda: data.NOW))
     try:
-        yield running.url
+        with serving_dashboard(source, check_api) as url:
+            yield url
     finally:
-        running.stop()
-        check_api.close()
         source.close()
 
 

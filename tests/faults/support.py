@@ -7,14 +7,16 @@ subprocesses (see ``tests/streams/harness.py``) and only read what they wrote.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,11 +31,13 @@ from schemas.quotas import CYCLE_COUNTER_NAMES
 from schemas.validation import InvalidEvent
 from streams.core.replay import Replay
 from tests.streams.harness import (
+    committed,
     differences,
     flatten_usage,
     latest_aggregates,
-    parse_utc,
     read_topic,
+    running_worker,
+    satisfied_thresholds,
 )
 from tests.waiting import wait_until
 
@@ -77,16 +81,24 @@ def expected_of(lines: Sequence[bytes]) -> Expected:
     return Expected(s.lines, s.counted, s.duplicates, s.rejected, usage, crossings)
 
 
-def valid_events(lines: Sequence[bytes]) -> list[tuple[str, bytes, bytes]]:
-    """(base topic, key, Avro value) of every valid line, in line order."""
+Record = tuple[str, bytes, bytes]
+
+
+def valid_pairs(lines: Sequence[bytes]) -> list[tuple[bytes, Record]]:
+    """(line, record) of every valid line, in line order."""
     out = []
     for line in lines:
         try:
             event = parse_line(line, now_ms=None)
         except InvalidEvent:
             continue
-        out.append((topic_of(event), event.workspace_id.encode(), encode_event(event)))
+        out.append((line, (topic_of(event), event.workspace_id.encode(), encode_event(event))))
     return out
+
+
+def valid_events(lines: Sequence[bytes]) -> list[Record]:
+    """(base topic, key, Avro value) of every valid line, in line order."""
+    return [record for _, record in valid_pairs(lines)]
 
 
 def fixed_limit_keys(lines: Sequence[bytes]) -> set[tuple[str, str]]:
@@ -246,16 +258,9 @@ def crossing_problems(crossings: list[dict[str, Any]], expected: Expected,
                  if len(v) > 1]
     fired = {(c["workspace_id"], c["cycle_start"] // 1000 * 1000, c["quota"], c["threshold"])
              for c in crossings}
-    for ws, body in expected.usage["workspaces"].items():
-        for start_text, cycle in body["cycles"].items():
-            start = parse_utc(start_text)
-            for quota, limit in cycle["limits"].items():
-                if limit is None or quota == "api_requests_per_minute":
-                    continue
-                used = cycle["totals"][quota]
-                for t in (80, 95, 100):
-                    if used * 100 >= t * limit and (ws, start, quota, t) not in fired:
-                        problems.append(f"never fired: {ws} {start_text} {quota} {t}")
+    problems += [f"never fired: {ws} {start_text} {quota} {t}"
+                 for ws, start, quota, t, start_text in satisfied_thresholds(expected.usage)
+                 if (ws, start, quota, t) not in fired]
 
     def exact(cs: list[dict[str, Any]]) -> set[str]:
         return {c["alert_id"] for c in cs if (c["workspace_id"], c["quota"]) in fixed}
@@ -345,6 +350,29 @@ def compare(name: str, expected: Expected, stream: StreamOutput, fixed: set[tupl
                   rows_expected=len(flat), rows_stream=len(stream.aggregates), differed=diff)
 
 
+def compare_stream(settings: Settings, name: str, expected: Expected, lines: Sequence[bytes],
+                   events_in: int, duplicates_injected: int,
+                   metrics: dict[str, float] | None = None) -> Report:
+    """`compare` of the worker's output topics, read now, with ``expected``; alert ids are
+    exact for the quotas whose limits ``lines`` never changes (``fixed_limit_keys``). With
+    the /metrics of a worker that processed the whole stream, the report has what it
+    counted and the duplicates it dropped."""
+    report = compare(name, expected, stream_output(settings), fixed_limit_keys(lines),
+                     events_in=events_in, duplicates_injected=duplicates_injected)
+    if metrics is not None:
+        report.counted_stream = worker_counted(metrics)
+        report.duplicates_removed = int(metrics.get("meter_worker_deduplicated_total", -1))
+    return report
+
+
+def compare_with_replay(settings: Settings, name: str, lines: Sequence[bytes]) -> Report:
+    """``compare_stream`` for the usual run: the worker was sent the record of every valid
+    line of ``lines`` once (the workload's own repeats included); the replay reads ``lines``."""
+    records = valid_events(lines)
+    return compare_stream(settings, name, expected_of(lines), lines, events_in=len(records),
+                          duplicates_injected=duplicates_in(records))
+
+
 def duplicates_in(records: Sequence[tuple[str, bytes, bytes]]) -> int:
     """Records whose (topic, key, value) was already produced: repeats S6 must drop."""
     seen: set[tuple[str, bytes, bytes]] = set()
@@ -360,9 +388,21 @@ def progress(committed: dict[tuple[str, int], int]) -> int:
     return sum(max(0, v) for v in committed.values())
 
 
+def worker_progress(settings: Settings, partitions: Iterable[tuple[str, int]]) -> int:
+    """Offsets the worker group has committed on ``partitions``, summed (none yet: 0)."""
+    return progress(committed(settings, settings.topic_prefix + settings.worker_id, partitions))
+
+
 def iter_chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
+
+
+def split_workload(seed: int, events: int) -> tuple[list[bytes], list[Record], list[Record]]:
+    """``workload_lines(seed, events)``, and the records of its valid lines: the plans, the
+    rest (``split_plans``)."""
+    lines = workload_lines(seed, events)
+    return lines, *split_plans(valid_events(lines))
 
 
 def split_plans(records: Sequence[tuple[str, bytes, bytes]]
@@ -377,7 +417,6 @@ def split_plans(records: Sequence[tuple[str, bytes, bytes]]
 def wait_plans_applied(settings: Settings, proc: subprocess.Popen[bytes],
                        timeout_s: float = 120.0) -> None:
     from groundwork.kafka import end_offsets
-    from tests.streams.harness import committed
 
     group = settings.topic_prefix + settings.worker_id
     ends = end_offsets(settings, ["quota.plans"])
@@ -386,16 +425,13 @@ def wait_plans_applied(settings: Settings, proc: subprocess.Popen[bytes],
                "the worker to apply every plan", timeout_s=timeout_s, poll_s=0.3, proc=proc)
 
 
-Record = tuple[str, bytes, bytes]
-
-
-def valid_pairs(lines: Sequence[bytes]) -> list[tuple[bytes, Record]]:
-    """(line, record) of every valid line, in line order."""
-    out = []
-    for line in lines:
-        try:
-            event = parse_line(line, now_ms=None)
-        except InvalidEvent:
-            continue
-        out.append((line, (topic_of(event), event.workspace_id.encode(), encode_event(event))))
-    return out
+@contextlib.contextmanager
+def worker_with_plans(settings: Settings, plans: Sequence[Record], log: Path,
+                      data_dir: Path | None = None, web_port: int | None = None
+                      ) -> Iterator[subprocess.Popen[bytes]]:
+    """``running_worker`` once it has applied every one of ``plans``, produced before it
+    starts: the usage produced after that counts under the plans' limits (``split_plans``)."""
+    produce_all(settings, plans)
+    with running_worker(settings, log, data_dir=data_dir, web_port=web_port) as proc:
+        wait_plans_applied(settings, proc)
+        yield proc

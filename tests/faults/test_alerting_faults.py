@@ -20,8 +20,9 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,7 @@ from tests.alerting.kafka_helpers import publish_crossings
 from tests.faults.alert_support import (
     AlertReport,
     AlertsProcess,
+    AlertWorkload,
     HttpReceiver,
     MailReceiver,
     Mode,
@@ -59,6 +61,26 @@ def _accepted(mail: MailReceiver, slack: HttpReceiver, hooks: HttpReceiver) -> i
     return sum(h.accepted for h in [*mail.hits, *slack.hits, *hooks.hits])
 
 
+async def _outcomes_then_stop(settings: Settings, workload: AlertWorkload,
+                              process: AlertsProcess) -> list[dict[str, Any]]:
+    """alerting.deliveries once every (crossing, channel) has its outcome there (or the
+    wait ran out: the report names what is missing); then a clean SIGTERM stop."""
+    records = await wait_records(settings, list(workload.outcomes()), timeout_s=30,
+                                 process=process)
+    assert process.stop() == 0, "`meter alerts` did not stop cleanly on SIGTERM"
+    return records
+
+
+async def _leave_nothing_running(process: AlertsProcess, slack: HttpReceiver,
+                                 hooks: HttpReceiver) -> None:
+    """However the scenario ended: no consumer left in the group, no receiver on a port."""
+    if process.proc is not None and process.proc.poll() is None:
+        process.proc.kill()
+        process.proc.wait()
+    await slack.close()
+    await hooks.close()
+
+
 # ---- 1. SIGKILL mid-delivery, several times --------------------------------------------------
 
 KILLS = 4
@@ -72,22 +94,27 @@ KILL_TUNING = {
 }
 
 
-def _assert_exact(report: AlertReport, seed: int) -> None:
+Scenario = Callable[[Settings, Path, int], Coroutine[Any, Any, AlertReport]]
+
+
+def _assert_exact(scenario: Scenario, settings: Settings, tmp_path: Path) -> None:
+    """Run ``scenario`` with a new seed (or METER_FAULT_SEED's), print its report and check
+    it: each channel got every due alert id, and no other (repeats count once)."""
+    seed = _seed()
+    started = time.monotonic()
+    report = asyncio.run(scenario(settings, tmp_path, seed))
+    report.notes.append(f"took {time.monotonic() - started:.0f} s")
     report.show()
-    # exact: each channel got every due alert id, and no other (repeats count once)
     assert report.delivered_ids == report.expected_ids, f"seed {seed}"
     assert report.differed == [], f"seed {seed}"
 
 
 def test_sigkill_mid_delivery_loses_nothing_and_repeats_keep_their_id(
         meter_settings: Settings, tmp_path: Path) -> None:
-    seed = _seed()
-    report = asyncio.run(_kill_scenario(meter_settings, tmp_path, seed))
-    _assert_exact(report, seed)
+    _assert_exact(_kill_scenario, meter_settings, tmp_path)
 
 
 async def _kill_scenario(settings: Settings, tmp_path: Path, seed: int) -> AlertReport:
-    started = time.monotonic()
     rng = random.Random(seed)
     workload = build_workload(rng, 12, ("ai_tokens", "schedule_runs", "api_requests_per_cycle"),
                               (1, 2), reemit=0.1)
@@ -128,16 +155,9 @@ async def _kill_scenario(settings: Settings, tmp_path: Path, seed: int) -> Alert
             if not stalled:
                 await wait_progress(lambda: _distinct(mail, slack, hooks), total, process)
                 assert _distinct(mail, slack, hooks) > at_last_kill, "the last life had no work"
-            outcomes = workload.outcomes()
-            records = await wait_records(settings, list(outcomes), timeout_s=30,
-                                         process=process)
-            assert process.stop() == 0, "`meter alerts` did not stop cleanly on SIGTERM"
+            records = await _outcomes_then_stop(settings, workload, process)
         finally:
-            if process.proc is not None and process.proc.poll() is None:
-                process.proc.kill()
-                process.proc.wait()
-            await slack.close()
-            await hooks.close()
+            await _leave_nothing_running(process, slack, hooks)
         hits = {"email": mail.hits, "slack": slack.hits, "webhook": hooks.hits}
     report = analyse(f"alerting: SIGKILL x{KILLS} mid-delivery (seed {seed})", workload, hits,
                      records, process, allowed_repeat_causes=("resent",))
@@ -145,7 +165,6 @@ async def _kill_scenario(settings: Settings, tmp_path: Path, seed: int) -> Alert
     if stalled:
         report.differed.append(f"deliveries stalled after {len(kills)} kills (nothing more "
                                "arrived while the consumer owned its partitions)")
-    report.notes.append(f"took {time.monotonic() - started:.0f} s")
     return report
 
 
@@ -166,9 +185,7 @@ DROPPED = ("ServerDisconnectedError", "ClientResponseError")  # reset: reported,
 
 def test_flapping_receivers_and_a_killed_consumer_deliver_each_alert_once_by_id(
         meter_settings: Settings, tmp_path: Path) -> None:
-    seed = _seed()
-    report = asyncio.run(_trouble_scenario(meter_settings, tmp_path, seed))
-    _assert_exact(report, seed)
+    _assert_exact(_trouble_scenario, meter_settings, tmp_path)
 
 
 async def _trouble_scenario(settings: Settings, tmp_path: Path, seed: int) -> AlertReport:
@@ -260,16 +277,9 @@ async def _trouble_scenario(settings: Settings, tmp_path: Path, seed: int) -> Al
             while batches:
                 await asyncio.to_thread(publish_crossings, settings, batches.pop(0))
             await wait_progress(lambda: _distinct(mail, slack, hooks), total, process)
-            outcomes = workload.outcomes()
-            records = await wait_records(settings, list(outcomes), timeout_s=30,
-                                         process=process)
-            assert process.stop() == 0, "`meter alerts` did not stop cleanly on SIGTERM"
+            records = await _outcomes_then_stop(settings, workload, process)
         finally:
-            if process.proc is not None and process.proc.poll() is None:
-                process.proc.kill()
-                process.proc.wait()
-            await slack.close()
-            await hooks.close()
+            await _leave_nothing_running(process, slack, hooks)
         hits = {"email": mail.hits, "slack": slack.hits, "webhook": hooks.hits}
 
     report = analyse(f"alerting: receivers down/500/429/slow/reset/flapping + SIGKILL x2 "
@@ -282,7 +292,6 @@ async def _trouble_scenario(settings: Settings, tmp_path: Path, seed: int) -> Al
         f"{k} x{v}" for k, v in sorted(answers.items())))
     report.notes.append("retry reasons recorded: " + ", ".join(
         f"{k} {reasons[k]}" for k in REASONS + DROPPED))
-    report.notes.append(f"took {time.monotonic() - started:.0f} s")
     # every kind of trouble happened and was recorded as a retry
     report.differed += [f"no retry recorded for {k}" for k in REASONS if reasons[k] == 0]
     return report

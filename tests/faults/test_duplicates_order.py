@@ -19,17 +19,14 @@ import pytest
 
 from groundwork.settings import Settings
 from tests.faults.support import (
-    compare,
+    compare_stream,
     expected_of,
-    fixed_limit_keys,
     produce_all,
     scrape,
-    stream_output,
     valid_pairs,
-    wait_plans_applied,
-    worker_counted,
+    worker_with_plans,
 )
-from tests.streams.harness import free_port, running_worker, wait_caught_up
+from tests.streams.harness import free_port, wait_caught_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -122,20 +119,16 @@ def test_duplicate_storms_and_out_of_order_topics_equal_the_replay(
         cursors[t] += 1
     assert sorted(replay_log) == sorted(lines)
 
-    produce_all(meter_settings, plans)
     port = free_port()
-    with running_worker(meter_settings, tmp_path / "w.log", web_port=port) as w:
-        wait_plans_applied(meter_settings, w)
+    with worker_with_plans(meter_settings, plans, tmp_path / "w.log", web_port=port) as w:
         produce_all(meter_settings, [r for _, r in sent])
         wait_caught_up(meter_settings, proc=w, timeout_s=240)
         metrics = scrape(port)
     expected = expected_of(replay_log)
     assert expected.rejected == 0, "a cycle closed: the log is not what the test means"
-    report = compare("duplicate storms, topics out of order, late events", expected,
-                     stream_output(meter_settings), fixed_limit_keys(lines),
-                     events_in=len(pairs), duplicates_injected=repeats)
-    report.counted_stream = worker_counted(metrics)
-    report.duplicates_removed = int(metrics.get("meter_worker_deduplicated_total", -1))
+    report = compare_stream(meter_settings, "duplicate storms, topics out of order, late events",
+                            expected, lines, events_in=len(pairs), duplicates_injected=repeats,
+                            metrics=metrics)
     late = int(metrics.get("meter_worker_late_total", 0))
     report.notes.append(f"{len(pairs) - len(plans):,} usage records sent topic by topic "
                         f"({', '.join(topics)}), previous-cycle events last in each; "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +44,10 @@ from schemas.registry import default_registry
 from schemas.validation import InvalidEvent
 from streams.worker import INPUT_TOPICS
 from tests.faults.support import (
-    compare,
+    compare_stream,
     duplicates_in,
     expected_of,
-    fixed_limit_keys,
     scrape,
-    stream_output,
     valid_pairs,
     wait_plans_applied,
     worker_counted,
@@ -169,6 +167,45 @@ def _oracle(topic: str, key: bytes | None, value: bytes) -> str | None:
     return None
 
 
+Pick = Callable[[], tuple[bytes, bytes]]
+
+
+def _flipped(rng: random.Random, topic: str, pick: Pick, tries: int
+             ) -> Iterator[tuple[str, RawRecord]]:
+    """Good records of ``topic`` with one bit flipped."""
+    for _ in range(tries):
+        key, value = pick()
+        pos = rng.randrange(len(value))
+        mutated = value[:pos] + bytes([value[pos] ^ (1 << rng.randrange(8))]) + value[pos + 1:]
+        yield f"byte {pos} flipped", (topic, key, mutated)
+
+
+def _fuzzed(topic: str, pick: Pick, n: int) -> Iterator[tuple[str, RawRecord]]:
+    """Well-formed records of ``topic`` with arbitrary values, in a real workspace."""
+    for i, record in enumerate(_arbitrary_records(topic, n)):
+        key, model = pick()
+        record["workspace_id"] = key.decode()
+        if i % 2:  # half of them get past the envelope checks
+            _, envelope = decode_record(model)
+            record.update(event_id=envelope["event_id"] + "x",
+                          occurred_at=envelope["occurred_at"])
+        yield "hypothesis record", (topic, key, encode_record(topic, record))
+
+
+def _first_rejected(kind: str, candidates: Iterator[tuple[str, RawRecord]], keep: int
+                    ) -> list[Bad]:
+    """The first ``keep`` candidates that are no longer a valid event (the ones the
+    validation accepts would be counted), each with the reason the oracle gives."""
+    out: list[Bad] = []
+    for what, record in candidates:
+        reason = _oracle(*record)
+        if reason is not None:
+            out.append(Bad(kind, f"{what}: {reason}", record, reason))
+            if len(out) == keep:
+                break
+    return out
+
+
 def _bad_records(rng: random.Random, good: dict[str, list[tuple[bytes, bytes]]]
                  ) -> list[Bad]:
     """Every kind of fault on every input topic, from the topic's good (key, value)s."""
@@ -188,17 +225,7 @@ def _bad_records(rng: random.Random, good: dict[str, list[tuple[bytes, bytes]]]
             reason = _oracle(topic, key, value)
             if reason is not None:
                 out.append(Bad("a", "arbitrary bytes", (topic, key, value), reason))
-        flipped = 0
-        for _ in range(200):
-            key, value = pick()
-            pos = rng.randrange(len(value))
-            mutated = value[:pos] + bytes([value[pos] ^ (1 << rng.randrange(8))]) + value[pos + 1:]
-            reason = _oracle(topic, key, mutated)
-            if reason is not None:
-                out.append(Bad("a", f"byte {pos} flipped", (topic, key, mutated), reason))
-                flipped += 1
-                if flipped == 2:
-                    break
+        out += _first_rejected("a", _flipped(rng, topic, pick, tries=200), keep=2)
         # (b) a valid body under a schema id nobody registered
         key, value = pick()
         out.append(Bad("b", "unknown schema id", (topic, key, frame(UNKNOWN_ID, value[5:])),
@@ -222,21 +249,7 @@ def _bad_records(rng: random.Random, good: dict[str, list[tuple[bytes, bytes]]]
             out.append(Bad("e", reason, (topic, key, encode_record(topic, record)), reason))
         # well-formed records with arbitrary values, in a real workspace: kept when the
         # validation rejects them (the ones it accepts would be counted)
-        fuzzed = 0
-        for i, record in enumerate(_arbitrary_records(topic, 40)):
-            key, model = pick()
-            record["workspace_id"] = key.decode()
-            if i % 2:  # half of them get past the envelope checks
-                _, envelope = decode_record(model)
-                record.update(event_id=envelope["event_id"] + "x",
-                              occurred_at=envelope["occurred_at"])
-            value = encode_record(topic, record)
-            reason = _oracle(topic, key, value)
-            if reason is not None:
-                out.append(Bad("e", f"hypothesis record: {reason}", (topic, key, value), reason))
-                fuzzed += 1
-                if fuzzed == 4:
-                    break
+        out += _first_rejected("e", _fuzzed(topic, pick, n=40), keep=4)
         # (f) a key that is not the workspace id: another workspace's, one that is not UTF-8
         key, value = pick()
         out.append(Bad("f", "another workspace's key",
@@ -311,11 +324,10 @@ def test_bad_bytes_on_every_input_topic_are_dead_lettered_and_good_events_counte
     for _, letter in read_topic(meter_settings, "usage.deadletter", timeout_s=30):
         letters[(letter["source_topic"], letter["partition"], letter["offset"])] = letter
     expected = expected_of([line for line, _ in pairs])
-    report = compare("bad bytes on every input topic", expected, stream_output(meter_settings),
-                     fixed_limit_keys(lines), events_in=len(pairs) + len(bad),
-                     duplicates_injected=duplicates_in([r for _, r in pairs]))
-    report.counted_stream = worker_counted(metrics)
-    report.duplicates_removed = int(metrics.get("meter_worker_deduplicated_total", -1))
+    report = compare_stream(meter_settings, "bad bytes on every input topic", expected, lines,
+                            events_in=len(pairs) + len(bad),
+                            duplicates_injected=duplicates_in([r for _, r in pairs]),
+                            metrics=metrics)
     problems: list[str] = []
     for where, b in sorted(landed_bad.items()):
         got = letters.get(where)

@@ -20,20 +20,16 @@ from schemas.jsonl import parse_line
 from streams.worker import INPUT_TOPICS
 from tests.faults.support import (
     Record,
-    compare,
-    duplicates_in,
-    expected_of,
-    fixed_limit_keys,
+    compare_with_replay,
     iter_chunks,
     produce_all,
     scrape,
     split_plans,
-    stream_output,
     valid_pairs,
-    wait_plans_applied,
+    worker_with_plans,
     workload_lines,
 )
-from tests.streams.harness import free_port, running_worker, wait_caught_up
+from tests.streams.harness import free_port, wait_caught_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 ABORTED_PREFIX = "aborted-"
@@ -115,18 +111,15 @@ def test_aborted_input_records_are_never_counted_and_markers_never_stall(
     for i, aborted in enumerate(iter_chunks(twins, 40)):  # an aborted one after every 3rd
         chunks.insert(4 * i + 3, (list(aborted), False))
 
-    produce_all(meter_settings, plans)
     port = free_port()
-    with running_worker(meter_settings, tmp_path / "worker.log", web_port=port) as w:
-        wait_plans_applied(meter_settings, w)
+    with worker_with_plans(meter_settings, plans, tmp_path / "worker.log", web_port=port) as w:
         committed, aborted = _produce_in_transactions(meter_settings, chunks)
         produce_all(meter_settings, plain + tail)
         wait_caught_up(meter_settings, proc=w, timeout_s=240)
         metrics = scrape(port)
 
-    report = compare("input transactions: markers and aborted records", expected_of(lines),
-                     stream_output(meter_settings), fixed_limit_keys(lines),
-                     events_in=len(records), duplicates_injected=duplicates_in(records))
+    report = compare_with_replay(meter_settings, "input transactions: markers and aborted records",
+                                 lines)
     per_partition: dict[tuple[str, int], int] = defaultdict(int)
     for t, k, _ in in_tx:
         per_partition[(t, partition_for(k, partitions))] += 1

@@ -13,25 +13,14 @@ from groundwork.settings import Settings
 from streams.worker import INPUT_TOPICS
 from tests.faults.support import (
     PacedProducer,
-    compare,
-    duplicates_in,
-    expected_of,
-    fixed_limit_keys,
+    compare_with_replay,
     owned_partitions,
     produce_all,
-    progress,
-    split_plans,
-    stream_output,
-    valid_events,
-    wait_plans_applied,
-    workload_lines,
+    split_workload,
+    worker_progress,
+    worker_with_plans,
 )
-from tests.streams.harness import (
-    committed,
-    free_port,
-    running_worker,
-    wait_caught_up,
-)
+from tests.streams.harness import free_port, running_worker, wait_caught_up
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -40,21 +29,16 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def test_two_workers_rebalance_mid_stream_and_one_stops_totals_equal_the_replay(
     meter_settings: Settings, tmp_path: Path
 ) -> None:
-    lines = workload_lines(seed=11, events=20_000)
-    records = valid_events(lines)
-    plans, usage = split_plans(records)
+    lines, plans, usage = split_workload(seed=11, events=20_000)
     backlog, live = usage[:8_000], usage[8_000:]
-    produce_all(meter_settings, plans)
-    group = meter_settings.topic_prefix + meter_settings.worker_id
     # Same METER_WORKER_ID (one group), own data dir and web port each.
-    with running_worker(meter_settings, tmp_path / "a.log", data_dir=tmp_path / "a",
-                        web_port=free_port()) as a:
-        wait_plans_applied(meter_settings, a)
+    with worker_with_plans(meter_settings, plans, tmp_path / "a.log", data_dir=tmp_path / "a",
+                           web_port=free_port()) as a:
         produce_all(meter_settings, backlog)
         ends = end_offsets(meter_settings, INPUT_TOPICS)
-        wait_until(lambda: progress(committed(meter_settings, group, ends)) > 0,
+        wait_until(lambda: worker_progress(meter_settings, ends) > 0,
                    "worker A to commit part of the backlog", proc=a)
-        assert progress(committed(meter_settings, group, ends)) < sum(ends.values())
+        assert worker_progress(meter_settings, ends) < sum(ends.values())
         producer = PacedProducer(meter_settings, live, rate_per_s=1000)
         producer.start()
         b_port = free_port()
@@ -74,10 +58,7 @@ def test_two_workers_rebalance_mid_stream_and_one_stops_totals_equal_the_replay(
             producer.join(120)
             assert producer.failed == [] and producer.acked == len(live)
             wait_caught_up(meter_settings, proc=b, timeout_s=240)
-    expected = expected_of(lines)
-    report = compare("two workers, rebalance, SIGTERM", expected, stream_output(meter_settings),
-                     fixed_limit_keys(lines), events_in=len(records),
-                     duplicates_injected=duplicates_in(records))
+    report = compare_with_replay(meter_settings, "two workers, rebalance, SIGTERM", lines)
     report.notes.append(f"worker B first owned partitions {b_owned}, then [0, 1]")
     report.show()
     assert report.differed == []

@@ -13,23 +13,17 @@ from groundwork.settings import Settings
 from tests.faults.support import (
     PacedProducer,
     Record,
-    compare,
+    compare_stream,
     duplicates_in,
     expected_of,
-    fixed_limit_keys,
     produce_all,
     scrape,
-    stream_output,
     valid_pairs,
-    wait_plans_applied,
     worker_counted,
+    worker_with_plans,
     workload_lines,
 )
-from tests.streams.harness import (
-    free_port,
-    running_worker,
-    wait_caught_up,
-)
+from tests.streams.harness import free_port, running_worker, wait_caught_up
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -38,6 +32,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def test_a_worker_restarted_without_its_store_recovers_exact_totals(
     meter_settings: Settings, tmp_path: Path
 ) -> None:
+    store = tmp_path / "data"
     lines = workload_lines(seed=23, events=16_000)
     pairs = valid_pairs(lines)
     records = [r for _, r in pairs]
@@ -47,10 +42,8 @@ def test_a_worker_restarted_without_its_store_recovers_exact_totals(
     # True repeats of already counted events under new offsets: only the S6 id memory,
     # recovered from the changelog, can drop them.
     repeats = first[-1500:]
-    store = tmp_path / "data"
-    produce_all(meter_settings, [r for _, r in plans])
-    with running_worker(meter_settings, tmp_path / "w1.log", data_dir=store) as w:
-        wait_plans_applied(meter_settings, w)
+    with worker_with_plans(meter_settings, [r for _, r in plans], tmp_path / "w1.log",
+                           data_dir=store) as w:
         producer = PacedProducer(meter_settings, [r for _, r in first], rate_per_s=2500)
         producer.start()
         wait_until(lambda: producer.sent >= len(first) // 2, "half of the first part", proc=w)
@@ -74,10 +67,9 @@ def test_a_worker_restarted_without_its_store_recovers_exact_totals(
         return [line for line, _ in part]
 
     expected = expected_of(lines_of(plans + first + repeats + second))
-    report = compare("store deleted, recovery from changelog", expected,
-                     stream_output(meter_settings), fixed_limit_keys(lines),
-                     events_in=len(records) + len(repeats),
-                     duplicates_injected=duplicates_in(records) + len(repeats))
+    report = compare_stream(meter_settings, "store deleted, recovery from changelog", expected,
+                            lines, events_in=len(records) + len(repeats),
+                            duplicates_injected=duplicates_in(records) + len(repeats))
     # The last worker processed exactly the repeats and the second part: its counters
     # are exact for them.
     last_expected = expected_of(lines_of(plans + first + repeats + second))

@@ -20,20 +20,13 @@ from streams.processor import CHANGELOGS
 from streams.worker import INPUT_TOPICS, OUTPUT_TOPICS
 from tests.faults.support import (
     PacedProducer,
-    compare,
-    duplicates_in,
-    expected_of,
-    fixed_limit_keys,
+    compare_with_replay,
     owned_partitions,
-    produce_all,
-    progress,
-    split_plans,
-    stream_output,
-    valid_events,
-    wait_plans_applied,
-    workload_lines,
+    split_workload,
+    worker_progress,
+    worker_with_plans,
 )
-from tests.streams.harness import committed, free_port, running_worker, wait_caught_up
+from tests.streams.harness import free_port, running_worker, wait_caught_up
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -74,16 +67,11 @@ def _pause_mid_transaction(settings: Settings, proc: subprocess.Popen[bytes],
 def test_a_paused_owner_is_fenced_and_totals_and_alert_ids_stay_exact(
     meter_settings: Settings, tmp_path: Path
 ) -> None:
-    lines = workload_lines(seed=53, events=16_000)
-    records = valid_events(lines)
-    plans, usage = split_plans(records)
-    produce_all(meter_settings, plans)
-    group = meter_settings.topic_prefix + meter_settings.worker_id
-    ends = end_offsets(meter_settings, INPUT_TOPICS)
+    lines, plans, usage = split_workload(seed=53, events=16_000)
     a_log, b_log = tmp_path / "a.log", tmp_path / "b.log"
-    with running_worker(meter_settings, a_log, data_dir=tmp_path / "a",
-                        web_port=free_port()) as a:
-        wait_plans_applied(meter_settings, a)
+    with worker_with_plans(meter_settings, plans, a_log, data_dir=tmp_path / "a",
+                           web_port=free_port()) as a:
+        ends = end_offsets(meter_settings, INPUT_TOPICS)
         # slow enough that the stream outlasts A's pause, B's takeover and A's return
         producer = PacedProducer(meter_settings, usage, rate_per_s=350)
         producer.start()
@@ -97,8 +85,8 @@ def test_a_paused_owner_is_fenced_and_totals_and_alert_ids_stay_exact(
                 wait_until(lambda: owned_partitions(b_port) == [0, 1],
                            "worker B to take over A's partitions", timeout_s=120, proc=b)
                 taken_over = time.monotonic() - paused
-                before = progress(committed(meter_settings, group, ends))
-                wait_until(lambda: progress(committed(meter_settings, group, ends)) > before,
+                before = worker_progress(meter_settings, ends)
+                wait_until(lambda: worker_progress(meter_settings, ends) > before,
                            "worker B to commit more", proc=b)
                 assert not producer.done, "the stream ended before A resumed"
                 a.send_signal(signal.SIGCONT)
@@ -111,9 +99,7 @@ def test_a_paused_owner_is_fenced_and_totals_and_alert_ids_stay_exact(
             a.send_signal(signal.SIGCONT)  # never leave a stopped process behind
     fenced_lines = [line for line in a_log.read_text().splitlines()
                     if "meter.worker" in line and "fenced" in line]
-    report = compare("zombie owner paused mid-transaction", expected_of(lines),
-                     stream_output(meter_settings), fixed_limit_keys(lines),
-                     events_in=len(records), duplicates_injected=duplicates_in(records))
+    report = compare_with_replay(meter_settings, "zombie owner paused mid-transaction", lines)
     report.notes.append(f"A paused with an open transaction on {len(open_at_pause)} output "
                         f"partitions; B owned every partition {taken_over:.1f} s later")
     report.notes.append(f"A's log: {fenced_lines[0][:160]}")

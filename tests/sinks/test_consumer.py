@@ -126,6 +126,16 @@ def drain(sink: SinkConsumer, expected_records: int) -> None:
             raise AssertionError(f"read {seen} of {expected_records} records")
 
 
+def sink_and_commit(sink: SinkConsumer, records: int) -> None:
+    """Read ``records`` records, write them to the store, commit their offsets; the consumer
+    is closed however that ends."""
+    try:
+        drain(sink, records)
+        sink.commit(sink.write())
+    finally:
+        sink.close()
+
+
 @pytest.fixture
 def sink_store(meter_settings: Settings) -> Iterator[StoreHandle]:
     handle = StoreHandle(meter_settings)
@@ -139,11 +149,7 @@ def test_the_sink_writes_its_topics_then_commits(meter_settings: Settings,
     produce(meter_settings, records)
     group = f"sink-{uuid.uuid4().hex[:8]}"
     sink = SinkConsumer(meter_settings, BatchWriter(sink_store, max_rows=7), group_id=group)
-    try:
-        drain(sink, len(records))
-        sink.commit(sink.write())
-    finally:
-        sink.close()
+    sink_and_commit(sink, len(records))
     client = sink_store.client()
     assert numbers(client) == EXPECTED
     assert client.query("SELECT count() FROM meter.crossings").result_rows == [(1,)]
@@ -169,11 +175,7 @@ def test_records_of_both_schema_versions_land_as_their_rows(meter_settings: Sett
     assert producer.flush(30) == 0
     group = f"sink-{uuid.uuid4().hex[:8]}"
     sink = SinkConsumer(meter_settings, BatchWriter(sink_store), group_id=group)
-    try:
-        drain(sink, 3)
-        sink.commit(sink.write())
-    finally:
-        sink.close()
+    sink_and_commit(sink, 3)
     assert snapshot_rows(sink_store.client()) == [
         ("w1", APR, "totals", "", "ai_tokens", 500, 1),
         ("w1", APR, "member", "ann", "ai_tokens", 300, 2),
@@ -228,11 +230,7 @@ def test_a_crash_between_insert_and_commit_rewrites_without_changing_a_number(
     assert committed(meter_settings, group) == 0
     # the restart re-consumes from the committed offset, in differently composed batches
     second = SinkConsumer(meter_settings, BatchWriter(sink_store, max_rows=4), group_id=group)
-    try:
-        drain(second, len(records))
-        second.commit(second.write())
-    finally:
-        second.close()
+    sink_and_commit(second, len(records))
     client = sink_store.client()
     assert second.metrics.rows_written["usage_snapshots"] == (  # all rewritten
         (len(records) - 1) * ROWS_PER_RECORD)
@@ -263,14 +261,20 @@ def store_held_elsewhere(path: Path) -> Iterator[None]:
         holder.wait(timeout=60)
 
 
+def quickly_retrying_writer(store: StoreHandle, max_backoff_s: float) -> BatchWriter:
+    """A writer that flushes within 0.1 s and retries a refused insert every 0.05 s at
+    first, ``max_backoff_s`` at the most."""
+    return BatchWriter(store, max_rows=1000, max_delay_s=0.1,
+                       backoff=Backoff(initial_s=0.05, max_s=max_backoff_s))
+
+
 def test_the_sink_waits_for_a_locked_store_and_then_resumes(
         meter_settings: Settings, sink_store: StoreHandle) -> None:
     with store_held_elsewhere(meter_settings.chdb_data_path):
         records = workload()
         produce(meter_settings, records)
         group = f"sink-{uuid.uuid4().hex[:8]}"
-        writer = BatchWriter(sink_store, max_rows=1000, max_delay_s=0.1,
-                             backoff=Backoff(initial_s=0.05, max_s=0.2))
+        writer = quickly_retrying_writer(sink_store, max_backoff_s=0.2)
         sink = SinkConsumer(meter_settings, writer, group_id=group)
         thread = threading.Thread(target=sink.run, daemon=True)
         thread.start()
@@ -301,8 +305,7 @@ def test_a_store_outage_longer_than_the_poll_interval_skips_the_refused_commit_a
         records = workload()
         produce(meter_settings, records)
         group = f"sink-{uuid.uuid4().hex[:8]}"
-        writer = BatchWriter(sink_store, max_rows=1000, max_delay_s=0.1,
-                             backoff=Backoff(initial_s=0.05, max_s=0.5))
+        writer = quickly_retrying_writer(sink_store, max_backoff_s=0.5)
         sink = SinkConsumer(meter_settings, writer, group_id=group,
                             max_poll_interval_ms=SESSION_TIMEOUT_MS)
 

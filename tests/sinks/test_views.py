@@ -25,6 +25,13 @@ def rec(start: int, end: int, dimension: str, key: str, metric: str, value: int 
             "version": version, "emitted_at": 0}
 
 
+def april(dimension: str, key: str, metric: str, *versions: tuple[int, int]
+          ) -> list[dict[str, Any]]:
+    """``rec``s of one value of workspace w1's April cycle: (value, version) in the order
+    they are written."""
+    return [rec(APR, MAY, dimension, key, metric, value, version) for value, version in versions]
+
+
 def write_in_separate_parts(writer: BatchWriter, records: list[dict[str, Any]]) -> None:
     for record in records:  # one insert each: one part each, duplicates included
         writer.add("usage.aggregates", record)
@@ -40,18 +47,13 @@ def parts(client: Client) -> int:
 def test_breakdown_views_take_the_latest_version_before_merges(
         writer: BatchWriter, client: Client) -> None:
     write_in_separate_parts(writer, [
-        rec(APR, MAY, "provider", "openai", "input_tokens", 10, 1),
-        rec(APR, MAY, "provider", "openai", "input_tokens", 40, 3),
-        rec(APR, MAY, "provider", "openai", "input_tokens", 40, 3),
-        rec(APR, MAY, "provider", "openai", "output_tokens", 4, 2),
-        rec(APR, MAY, "model", "openai/gpt-4o", "input_tokens", 40, 3),
-        rec(APR, MAY, "model", "openai/gpt-4o", "input_tokens", 30, 2),
-        rec(APR, MAY, "member", "alice", "ai_tokens", 44, 3),
-        rec(APR, MAY, "member", "alice", "ai_tokens", 14, 2),
-        rec(APR, MAY, "machine", "m1", "commands", 2, 4),
-        rec(APR, MAY, "machine", "m1", "commands", 2, 4),
-        rec(APR, MAY, "skill", "search", "invocations", 3, 5),
-        rec(APR, MAY, "skill", "search", "cache_hits", 1, 5),
+        *april("provider", "openai", "input_tokens", (10, 1), (40, 3), (40, 3)),
+        *april("provider", "openai", "output_tokens", (4, 2)),
+        *april("model", "openai/gpt-4o", "input_tokens", (40, 3), (30, 2)),
+        *april("member", "alice", "ai_tokens", (44, 3), (14, 2)),
+        *april("machine", "m1", "commands", (2, 4), (2, 4)),
+        *april("skill", "search", "invocations", (3, 5)),
+        *april("skill", "search", "cache_hits", (1, 5)),
     ])
     assert parts(client) > 1
     q = client.query

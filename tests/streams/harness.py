@@ -161,6 +161,22 @@ def parse_utc(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
+def satisfied_thresholds(usage: dict[str, Any]) -> list[tuple[str, int, str, int, str]]:
+    """(workspace, cycle start, quota, threshold, the start as usage.json writes it) of every
+    threshold a cycle's final usage and final limit satisfy: S1 says each fired in it."""
+    out: list[tuple[str, int, str, int, str]] = []
+    for ws, body in usage["workspaces"].items():
+        for start_text, cycle in body["cycles"].items():
+            start = parse_utc(start_text)
+            for quota, limit in cycle["limits"].items():
+                if limit is None or quota == "api_requests_per_minute":
+                    continue
+                used = cycle["totals"][quota]
+                out += [(ws, start, quota, t, start_text) for t in (80, 95, 100)
+                        if used * 100 >= t * limit]
+    return out
+
+
 def flatten_usage(usage: dict[str, Any]) -> dict[tuple[Any, ...], int | None]:
     """usage.json -> the same keys as ``latest_aggregates`` (zero-only entries kept)."""
     flat: dict[tuple[Any, ...], int | None] = {}

@@ -31,6 +31,18 @@ def store(tmp_path: Path) -> LocalStore:
     s.close()
 
 
+@pytest.fixture
+def ids(store: LocalStore) -> IdStore:
+    """The worker's S6 id store on the local store."""
+    return IdStore(store)
+
+
+@pytest.fixture
+def stored(ids: IdStore) -> StoredIds:
+    """Workspace WS's ids, on partition 0."""
+    return ids.of(0, WS)
+
+
 def commit(store: LocalStore, ids: IdStore, seq: int) -> IdChanges:
     """What the worker does after a transaction commits."""
     changes = ids.take_changes({WS: seq})
@@ -45,10 +57,9 @@ def stored_ids(store: LocalStore) -> int:
     return sum(1 for _ in store.scan(prefix, partition_prefix(ID_TIME, 1)))
 
 
-def test_answers_equal_the_in_memory_windows_over_random_batches(store: LocalStore) -> None:
+def test_answers_equal_the_in_memory_windows_over_random_batches(
+        store: LocalStore, ids: IdStore, stored: StoredIds) -> None:
     rng = random.Random(5)
-    ids = IdStore(store)
-    stored = ids.of(0, WS)
     memory = IdWindows()
     pool = [f"e{i}" for i in range(300)]
     t = T0
@@ -68,9 +79,8 @@ def test_answers_equal_the_in_memory_windows_over_random_batches(store: LocalSto
 
 
 def test_ids_stay_out_of_the_workspace_state_and_expire_a_bucket_at_a_time(
-    store: LocalStore,
+    store: LocalStore, ids: IdStore
 ) -> None:
-    ids = IdStore(store)
     meter = WorkspaceMeter("w1", ids=ids.of(0, WS))
     start = T0 // BUCKET_MS * BUCKET_MS
     step = BUCKET_MS // 2
@@ -93,10 +103,8 @@ def test_ids_stay_out_of_the_workspace_state_and_expire_a_bucket_at_a_time(
 
 
 def test_an_id_exactly_24_hours_behind_is_remembered_and_its_bucket_kept(
-    store: LocalStore,
+    store: LocalStore, ids: IdStore, stored: StoredIds
 ) -> None:
-    ids = IdStore(store)
-    stored = ids.of(0, WS)
     stored.remember(K_TOKENS, "a", T0)
     commit(store, ids, 1)
     stored.remember(K_TOKENS, "b", T0 + WINDOW_MS)
@@ -108,10 +116,8 @@ def test_an_id_exactly_24_hours_behind_is_remembered_and_its_bucket_kept(
 
 
 def test_an_id_remembered_again_after_it_expired_survives_its_old_bucket(
-    store: LocalStore,
+    store: LocalStore, ids: IdStore, stored: StoredIds
 ) -> None:
-    ids = IdStore(store)
-    stored = ids.of(0, WS)
     stored.remember(K_TOKENS, "again", T0)
     commit(store, ids, 1)
     later = T0 + WINDOW_MS + 2 * BUCKET_MS
@@ -122,10 +128,8 @@ def test_an_id_remembered_again_after_it_expired_survives_its_old_bucket(
     assert stored.seen(K_TOKENS, "again")
 
 
-def test_the_changelog_records_restore_the_same_answers(tmp_path: Path,
-                                                        store: LocalStore) -> None:
-    ids = IdStore(store)
-    stored = ids.of(0, WS)
+def test_the_changelog_records_restore_the_same_answers(
+        tmp_path: Path, store: LocalStore, ids: IdStore, stored: StoredIds) -> None:
     log: list[tuple[bytes, bytes | None]] = []
     for step in range(40):
         t = T0 + step * 3 * BUCKET_MS  # 5 days: early buckets expire on the way
@@ -149,9 +153,8 @@ def test_the_changelog_records_restore_the_same_answers(tmp_path: Path,
     restored_store.close()
 
 
-def test_a_batch_that_aborts_leaves_nothing_behind(store: LocalStore) -> None:
-    ids = IdStore(store)
-    stored = ids.of(0, WS)
+def test_a_batch_that_aborts_leaves_nothing_behind(
+        store: LocalStore, ids: IdStore, stored: StoredIds) -> None:
     stored.remember(K_TOKENS, "kept", T0)
     commit(store, ids, 1)
     stored.remember(K_TOKENS, "lost", T0 + 1)
