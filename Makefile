@@ -35,7 +35,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy groundwork meter deploy schemas streams sinks alerting dashboard
+	$(VENV)/bin/mypy groundwork meter deploy schemas streams sinks alerting dashboard tests bench
 
 clean:
 	rm -rf $(VENV) .meter .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import orjson
 from confluent_kafka import Producer
+from starlette.types import Message
 
 from bench.provenance import git_commit
 from bench.wrk import wrk_numbers
@@ -128,12 +129,12 @@ def bench_asgi(settings: Settings, view: QuotaView, workspaces: list[str],
             scope = {"type": "http", "method": "POST", "path": "/v1/check", "headers": headers,
                      "query_string": b"", "http_version": "1.1", "scheme": "http",
                      "root_path": "", "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2)}
-            sent = []
+            sent: list[Message] = []
 
-            async def receive(body: bytes = body) -> dict[str, Any]:
+            async def receive(body: bytes = body) -> Message:
                 return {"type": "http.request", "body": body, "more_body": False}
 
-            async def send(message: dict[str, Any], sent: list[Any] = sent) -> None:
+            async def send(message: Message, sent: list[Message] = sent) -> None:
                 sent.append(message)
 
             t = time.perf_counter_ns()

@@ -90,7 +90,7 @@ def backtest(workspaces: int, seed: int) -> dict[str, dict[str, float]]:
                 errors["all"][f"{p:.0%}"].append(error_h)
     return {s: {p: round(sum(v) / len(v), 1) if v else float("nan") for p, v in by.items()}
             for s, by in errors.items()} | {
-        "samples": {p: len(v) for p, v in errors["all"].items()}}  # type: ignore[dict-item]
+        "samples": {p: len(v) for p, v in errors["all"].items()}}
 
 
 def main() -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from groundwork.ports import free_port
 from tests.dashboard.test_screenshot import FLAGS, _browser
-from tests.streams.harness import differences, flatten_usage, free_port, replay_lines
+from tests.streams.harness import differences, flatten_usage, replay_lines
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -145,9 +145,9 @@ def test_a_forecast_is_delivered_signed_with_forecast_at_and_has_its_own_mute(
                         lambda: done(service, forecast1.alert_id, "email", "webhook")
                         and done(service, forecast2.alert_id, "webhook")
                         and done(service, threshold2.alert_id, "webhook"), "four outcomes")
-                [hook] = rx.ok("w1")
-                assert hook.verified and hook.webhook_id == forecast1.alert_id
-                body = json.loads(hook.body)
+                [sent1] = rx.ok("w1")
+                assert sent1.verified and sent1.webhook_id == forecast1.alert_id
+                body = json.loads(sent1.body)
                 assert (body["kind"], body["forecast_at"]) == ("forecast", "2025-01-29T00:00:00Z")
                 [(rcpt, message)] = smtp.messages
                 assert rcpt == OWNERS and "on pace to reach the limit" in message["Subject"]

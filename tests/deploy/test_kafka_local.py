@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource
+
+# confluent_kafka.admin imports ConfigResource from its _config module without re-exporting
+# it (no __all__, no `as`), so strict mypy sees no public name; it is the documented import.
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from deploy import kafka_local
 from deploy.topics import create_topics, topic_specs
@@ -67,7 +70,10 @@ def test_produce_consume_round_trip_keeps_key_and_partition(meter_settings: Sett
     for _ in range(200):
         msg = consumer.poll(0.5)
         if msg is not None and msg.error() is None:
-            got[msg.key()] = (msg.value(), msg.partition())
+            # every record sent above has a key and a value; a consumed record has a partition
+            got_key, got_value, got_partition = msg.key(), msg.value(), msg.partition()
+            assert got_key is not None and got_value is not None and got_partition is not None
+            got[got_key] = (got_value, got_partition)
         if len(got) == len(sent):
             break
     consumer.close()

@@ -467,7 +467,8 @@ def store_contents(client: Client, database: str, workspaces: Sequence[str]) -> 
 def expected_contents(records: Sequence[SinkRecord]) -> Contents:
     """What the reads must show for ``records``: the highest version of every snapshot
     key, one row per crossing, delivery, dead letter and plan."""
-    latest: dict[tuple[Any, ...], tuple[int, int]] = {}
+    # (version, value); a value is None where the record has none (dropped below)
+    latest: dict[tuple[Any, ...], tuple[int, int | None]] = {}
     crossings: dict[tuple[Any, ...], Any] = {}
     deliveries: dict[tuple[Any, ...], Any] = {}
     dead: dict[tuple[Any, ...], Any] = {}

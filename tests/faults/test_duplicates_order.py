@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from groundwork.ports import free_port
 from groundwork.settings import Settings
 from tests.faults.support import (
     compare_stream,
@@ -26,7 +27,7 @@ from tests.faults.support import (
     valid_pairs,
     worker_with_plans,
 )
-from tests.streams.harness import free_port, wait_caught_up
+from tests.streams.harness import wait_caught_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from groundwork.kafka import end_offsets
 from groundwork.partitioning import partition_for
+from groundwork.ports import free_port
 from groundwork.settings import Settings
 from schemas.codec import decode_record, encode_event, topic_of
 from schemas.jsonl import parse_line
@@ -29,7 +30,7 @@ from tests.faults.support import (
     worker_with_plans,
     workload_lines,
 )
-from tests.streams.harness import free_port, wait_caught_up
+from tests.streams.harness import wait_caught_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 ABORTED_PREFIX = "aborted-"
@@ -81,7 +82,9 @@ def _aborted_seen_uncommitted(settings: Settings) -> int:
                 if msg.error() is not None:
                     pending.discard((msg.topic(), msg.partition()))
                     continue
-                _, record = decode_record(msg.value())
+                value = msg.value()
+                assert value is not None, "every record produced to the input topics has a value"
+                _, record = decode_record(value)
                 seen += str(record.get("event_id", "")).startswith(ABORTED_PREFIX)
     finally:
         consumer.close()
@@ -108,8 +111,8 @@ def test_aborted_input_records_are_never_counted_and_markers_never_stall(
     usage_lines = [line for line, r in pairs if r in in_tx_set]
     twins = _aborted_twins(usage_lines[:600])
     chunks: list[tuple[list[Record], bool]] = [(list(c), True) for c in iter_chunks(in_tx, 40)]
-    for i, aborted in enumerate(iter_chunks(twins, 40)):  # an aborted one after every 3rd
-        chunks.insert(4 * i + 3, (list(aborted), False))
+    for i, aborted_chunk in enumerate(iter_chunks(twins, 40)):  # an aborted one after every 3rd
+        chunks.insert(4 * i + 3, (list(aborted_chunk), False))
 
     port = free_port()
     with worker_with_plans(meter_settings, plans, tmp_path / "worker.log", web_port=port) as w:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from groundwork.ports import free_port
 from groundwork.settings import Settings
 from tests.faults.support import (
     PacedProducer,
@@ -23,7 +24,7 @@ from tests.faults.support import (
     worker_with_plans,
     workload_lines,
 )
-from tests.streams.harness import free_port, running_worker, wait_caught_up
+from tests.streams.harness import running_worker, wait_caught_up
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from groundwork.kafka import end_offsets
+from groundwork.ports import free_port
 from groundwork.settings import Settings
 from streams.processor import CHANGELOGS
 from streams.worker import INPUT_TOPICS, OUTPUT_TOPICS
@@ -26,7 +27,7 @@ from tests.faults.support import (
     worker_progress,
     worker_with_plans,
 )
-from tests.streams.harness import free_port, running_worker, wait_caught_up
+from tests.streams.harness import running_worker, wait_caught_up
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

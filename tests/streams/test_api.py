@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from groundwork.ports import free_port
 from groundwork.settings import Settings, load_settings
 from schemas.codec import encode_record
 from schemas.jsonl import parse_line
@@ -22,7 +23,6 @@ from streams.core.meter import WorkspaceMeter
 from streams.state_view import HEARTBEAT_KEY_PREFIX, QuotaStateView, heartbeat_record
 from tests.streams.harness import (
     event_line,
-    free_port,
     publish_lines,
     running_worker,
     usage_lines,

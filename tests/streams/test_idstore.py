@@ -5,6 +5,7 @@ and a restore from its changelog records."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def tokens(at: int, event_id: str) -> TokensEvent:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
+def store(tmp_path: Path) -> Iterator[LocalStore]:
     s = LocalStore(tmp_path / "store")
     yield s
     s.close()

@@ -23,7 +23,7 @@ from schemas.jsonl import parse_line
 from streams.api import create_api
 from streams.quota_view import HARD_QUOTAS, QuotaView, UnknownWorkspace
 from streams.state_view import HEARTBEAT_KEY_PREFIX, heartbeat_record
-from tests.meter.transactions import TransactionalWriter
+from tests.meter.transactions import Item, TransactionalWriter
 from tests.streams.harness import event_line, usage_lines
 from tests.waiting import wait_until
 
@@ -66,7 +66,7 @@ def clock() -> list[int]:
 @pytest.fixture
 def published(meter_settings: Settings) -> Settings:
     writer = TransactionalWriter(meter_settings, "quota.state")
-    items = [(None, ws.encode(), encode_record("quota.state", _state(ws, quota, used)))
+    items: list[Item] = [(None, ws.encode(), encode_record("quota.state", _state(ws, quota, used)))
              for ws, (quota, used) in _workspaces().items()]
     # a worker heartbeat in April keeps the view fresh for the rollover checks
     items.append((0, HEARTBEAT_KEY_PREFIX + b"w1",

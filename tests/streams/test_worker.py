@@ -19,15 +19,15 @@ import httpx
 import orjson
 import pytest
 
+from groundwork.kafka import end_offsets
+from groundwork.ports import free_port
 from groundwork.settings import Settings
 from schemas.codec import encode_record, schema_id_of
 from schemas.quotas import CYCLE_COUNTER_NAMES
 from tests.streams.harness import (
     committed,
     differences,
-    end_offsets,
     flatten_usage,
-    free_port,
     latest_aggregates,
     produce_raw,
     publish_lines,

@@ -283,7 +283,7 @@ def test_no_forecast_in_the_first_24_hours_of_a_cycle() -> None:
     assert _forecasts(r) == []
     r.apply(tokens("2025-01-02T00:00:00Z", 1))
     (alert,) = _forecasts(r)
-    assert alert.forecast_at < ms("2025-01-04T00:00:00Z")
+    assert alert.forecast_at is not None and alert.forecast_at < ms("2025-01-04T00:00:00Z")
 
 
 def test_no_forecast_once_the_limit_is_reached_or_without_a_limit() -> None:

@@ -8,6 +8,7 @@ from its changelog reads such bytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def _meter(track_changes: bool) -> WorkspaceMeter:
     return meter
 
 
-CASES = {
+CASES: dict[str, Callable[[], WorkspaceMeter]] = {
     "meter_state_stream.json": lambda: _meter(True),
     "meter_state_replay.json": lambda: _meter(False),
     "meter_state_empty.json": lambda: WorkspaceMeter("w0"),
