@@ -26,7 +26,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from starlette.types import Message
 from bench.provenance import git_commit
 from bench.wrk import wrk_numbers
 from deploy.topics import create_topics
+from groundwork.ports import free_port
 from groundwork.settings import Settings, load_settings
 from schemas.codec import encode_record
 from schemas.events import QUOTAS
@@ -164,12 +164,6 @@ def full_collection_ms(view: QuotaView) -> dict[str, float]:
     gc.unfreeze()
     return {"gc_tracked_objects": len(gc.get_objects()), "gc_full_ms": unfrozen,
             "gc_full_frozen_ms": frozen, "view_workspaces": len(view)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
