@@ -257,6 +257,18 @@ def test_a_slow_endpoint_does_not_hold_up_other_workspaces(meter_settings: Setti
     asyncio.run(scenario())
 
 
+def slow_webhooks(settings: Settings, rx: WebhookReceiver, prefix: str, n: int) -> list[str]:
+    """``n`` workspaces, each with its own webhook answering after 0.3 s: deliveries are
+    in flight when a consumer stops or a partition moves."""
+    workspaces = [f"{prefix}{i}" for i in range(n)]
+    for ws in workspaces:
+        rx.scripts[ws] = Script(delay_s=0.3, secret=SECRET)
+    publish(settings, "alerting.settings", [
+        settings_item(ws, email=False, webhook=rx.url(ws), secret=SECRET)
+        for ws in workspaces])
+    return workspaces
+
+
 def _delivered_ids(rx: WebhookReceiver, path: str) -> list[str]:
     return [r.webhook_id for r in rx.ok(path)]
 
@@ -266,12 +278,7 @@ def test_restart_in_the_middle_of_deliveries_loses_nothing(meter_settings: Setti
                                                            crash: bool) -> None:
     async def scenario() -> None:
         async with WebhookReceiver() as rx:
-            workspaces = [f"r{i}" for i in range(12)]
-            for ws in workspaces:
-                rx.scripts[ws] = Script(delay_s=0.3, secret=SECRET)
-            publish(meter_settings, "alerting.settings", [
-                settings_item(ws, email=False, webhook=rx.url(ws), secret=SECRET)
-                for ws in workspaces])
+            workspaces = slow_webhooks(meter_settings, rx, "r", 12)
             cs = [crossing(t, workspace=ws, event_id=f"e{t}") for ws in workspaces
                   for t in (80, 95, 100)]
             config = alert_config(meter_settings, 1)
@@ -326,12 +333,7 @@ def test_a_new_consumer_rebuilds_what_was_delivered_and_sends_nothing_again(
 def test_a_rebalance_moves_workspaces_without_repeats_or_losses(meter_settings: Settings) -> None:
     async def scenario() -> None:
         async with WebhookReceiver() as rx:
-            workspaces = [f"b{i}" for i in range(8)]
-            for ws in workspaces:
-                rx.scripts[ws] = Script(delay_s=0.3, secret=SECRET)
-            publish(meter_settings, "alerting.settings", [
-                settings_item(ws, email=False, webhook=rx.url(ws), secret=SECRET)
-                for ws in workspaces])
+            workspaces = slow_webhooks(meter_settings, rx, "b", 8)
             cs = [crossing(t, workspace=ws, event_id=f"e{t}.{arm}", arm=arm)
                   for ws in workspaces for arm in (1, 2, 3) for t in (80, 95, 100)]
             config = alert_config(meter_settings, 1)
