@@ -287,13 +287,9 @@ class Worker:
         })
 
     def _offsets_reader_config(self) -> dict[str, Any]:
-        return {
-            "bootstrap.servers": self.settings.kafka_bootstrap,
-            "client.id": f"{self.instance}-offsets",
-            "group.id": self.group,  # never subscribes: only reads the group's offsets
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",  # stable offsets (require_stable)
-        }
+        # the worker's group, but never subscribes: it only reads the group's offsets,
+        # stable ones (read_committed asks with require_stable)
+        return consumer_config(self.settings, self.group, f"{self.instance}-offsets")
 
     def _restorer_config(self) -> dict[str, Any]:
         # read_committed up to the last stable offset, where partition EOF is raised;
