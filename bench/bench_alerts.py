@@ -33,7 +33,7 @@ from confluent_kafka import Producer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test receivers and factories live in tests/
 
-from deploy.topics import create_topics  # noqa: E402
+from bench.topics import throwaway_topics  # noqa: E402
 from groundwork.kafka import producer_config  # noqa: E402
 from groundwork.settings import Settings, load_settings  # noqa: E402
 from schemas.codec import encode_record  # noqa: E402
@@ -126,7 +126,7 @@ async def steady(run: Run, workspaces: list[str], rate: float, seconds: float) -
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings(topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
                              kafka_partitions=args.partitions)
-    create_topics(settings)
+    throwaway_topics(settings)
     async with WebhookReceiver() as rx:
         healthy = [f"ws{i:04d}" for i in range(args.workspaces)]
         slow = "slow-ws"

@@ -41,8 +41,8 @@ from confluent_kafka import Producer
 from starlette.types import Message
 
 from bench.provenance import git_commit
+from bench.topics import throwaway_topics
 from bench.wrk import wrk_numbers
-from deploy.topics import create_topics
 from groundwork.ports import free_port
 from groundwork.settings import Settings, load_settings
 from schemas.codec import encode_record
@@ -246,7 +246,7 @@ def main() -> None:
             kafka_bootstrap=os.environ.get("METER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
             kafka_partitions=4, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
             data_dir=tmp / "data", api_token=TOKEN, api_stale_after_s=3600 * 24 * 365 * 10)
-        create_topics(settings)
+        throwaway_topics(settings)
         workspaces = publish(settings, args.workspaces)
         view = QuotaView(settings).start()
         assert view.wait_ready(120)

@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
-from deploy.topics import create_topics
+from bench.topics import throwaway_topics
 from groundwork.kafka import producer_config
 from groundwork.settings import load_settings
 from meter.workload import Workload, generate_events, write_jsonl
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     settings = load_settings(topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
-    create_topics(settings)
+    throwaway_topics(settings)
     console.print(f"topics under prefix {settings.topic_prefix!r} on {settings.kafka_bootstrap}")
     wl = Workload(seed=21, events=args.events, workspaces=200, invalid_rate=0,
                   duplicate_rate=0, now_ms=int(time.time() * 1000) - 600_000)

@@ -79,9 +79,9 @@ from bench.probes import (
     produce_all,
 )
 from bench.profile_summary import print_summary, summarize_file
+from bench.topics import throwaway_topics
 from bench.wrk import wrk_numbers
 from deploy import kafka_local
-from deploy.topics import create_topics
 from groundwork.kafka import end_offsets, producer_config
 from groundwork.ports import free_port
 from groundwork.settings import Settings, load_settings
@@ -126,7 +126,7 @@ def fresh_settings(bootstrap: str, data: Path, partitions: int = 4) -> Settings:
     settings = load_settings(kafka_bootstrap=bootstrap, kafka_partitions=partitions,
                              topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", data_dir=data,
                              api_token="bench-token")
-    create_topics(settings)
+    throwaway_topics(settings)
     return settings
 
 
