@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from groundwork.settings import Settings
 from schemas.codec import encode_record
@@ -36,6 +36,26 @@ class TransactionalWriter:
                                    "transactional.id": f"test-{uuid.uuid4().hex}",
                                    "partitioner": "murmur2_random"})
         self._producer.init_transactions(30)
+        # where a read_committed reader ends (the last stable offset) and where the log
+        # ends (the high watermark): equal once no transaction is open or unsettled
+        self._stable = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                                 "group.id": "unused", "isolation.level": "read_committed"})
+        self._log_end = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                                  "group.id": "unused", "isolation.level": "read_uncommitted"})
+        self._partitions = range(settings.kafka_partitions)
+
+    def _settle(self, timeout_s: float = 30.0) -> None:
+        """Until the transaction's markers are on the log. ``commit_transaction`` and
+        ``abort_transaction`` return once the coordinator has decided; it writes the
+        markers to the partitions after that, and only then does the last stable offset
+        move (a reader asking for the end at once could still see the old one)."""
+        deadline = time.monotonic() + timeout_s
+        for p in self._partitions:
+            tp = TopicPartition(self.topic, p)
+            while (self._stable.get_watermark_offsets(tp, 10)[1]
+                   != self._log_end.get_watermark_offsets(tp, 10)[1]):
+                assert time.monotonic() < deadline, f"{self.topic}[{p}] did not settle"
+                time.sleep(0.02)
 
     def _write(self, items: Sequence[Item]) -> None:
         self._producer.begin_transaction()
@@ -48,13 +68,12 @@ class TransactionalWriter:
     def commit(self, items: Sequence[Item]) -> None:
         self._write(items)
         self._producer.commit_transaction(30)
+        self._settle()
 
     def abort(self, items: Sequence[Item]) -> None:
         self._write(items)
         self._producer.abort_transaction(30)
-        # The broker writes the abort markers after answering: let them land, so the
-        # aborted records really sit before the end the reader sees.
-        time.sleep(0.5)
+        self._settle()  # the aborted records really sit before the end a reader sees
 
     @contextmanager
     def open(self, items: Sequence[Item]) -> Iterator[None]:
@@ -64,3 +83,4 @@ class TransactionalWriter:
             yield
         finally:
             self._producer.commit_transaction(30)
+            self._settle()
