@@ -361,10 +361,14 @@ class Worker:
                 except KafkaException as exc:
                     if time.monotonic() > deadline:
                         raise
-                    log.info("waiting for the committed offsets: %s%s", exc.args[0].str(),
-                             "" if fresh else "; asking a new client")
-                if fresh is None:
-                    client = fresh = Consumer(self._offsets_reader_config())
+                    log.info("waiting for the committed offsets: %s; asking a new client",
+                             exc.args[0].str())
+                # A new client each time: one made while the broker was still coming back
+                # timed out for minutes as well (CI of 1fd8af9), as if it had cached the
+                # same stale route.
+                if fresh is not None:
+                    fresh.close()
+                client = fresh = Consumer(self._offsets_reader_config())
         finally:
             if fresh is not None:
                 fresh.close()
