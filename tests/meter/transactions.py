@@ -8,8 +8,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
+from groundwork.kafka import stable_ends
 from groundwork.settings import Settings
 from schemas.codec import encode_record
 from streams.state_view import heartbeat_record
@@ -50,12 +51,12 @@ class TransactionalWriter:
         markers to the partitions after that, and only then does the last stable offset
         move (a reader asking for the end at once could still see the old one)."""
         deadline = time.monotonic() + timeout_s
-        for p in self._partitions:
-            tp = TopicPartition(self.topic, p)
-            while (self._stable.get_watermark_offsets(tp, 10)[1]
-                   != self._log_end.get_watermark_offsets(tp, 10)[1]):
-                assert time.monotonic() < deadline, f"{self.topic}[{p}] did not settle"
-                time.sleep(0.02)
+        parts = [(self.topic, p) for p in self._partitions]
+        # stable_ends asks each consumer where it ends (and again while a new topic's
+        # partition has no leader yet)
+        while stable_ends(self._stable, parts) != stable_ends(self._log_end, parts):
+            assert time.monotonic() < deadline, f"{self.topic} did not settle"
+            time.sleep(0.02)
 
     def _write(self, items: Sequence[Item]) -> None:
         self._producer.begin_transaction()
